@@ -1,0 +1,1 @@
+"""Command-line interface: `videollama SUBCOMMAND ...` (see main.py for the table)."""
