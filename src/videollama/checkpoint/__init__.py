@@ -1,0 +1,1 @@
+"""Checkpoint I/O: official-file conversion, our model folders, export back to the official layout."""

@@ -1,0 +1,275 @@
+"""The Video-LLaMA model: media encoders + Q-Formers + projections around a frozen causal LM.
+
+Vision-language branch: frames -> EVA ViT -> ln_vision -> image Q-Former -> + frame position
+-> video Q-Former -> `video_proj` -> LLM embeddings (B, 32, D).
+Audio-language branch: log-mel clips -> ImageBind audio -> + clip position -> audio Q-Former
+-> `audio_proj` -> LLM embeddings (B, 8, D).
+The media embeddings are spliced into the LLM's `inputs_embeds` exactly where the official
+code puts them (caption path, instruction path, chat prompt).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from videollama.config import VideoLLaMAConfig
+from videollama.errors import CheckpointError, ConfigError
+from videollama.model.eva_vit import VisionEncoder
+from videollama.model.imagebind import ImageBindAudio, ImageBindVision
+from videollama.model.qformer import QFormer
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class MediaEmbeddings:
+    """LLM-ready media tokens plus the intermediates of the path that made them (for inspection/tests)."""
+
+    llm_embeds: torch.Tensor  # (B, N, D)
+    intermediates: dict[str, torch.Tensor]
+
+
+def build_llm(cfg: VideoLLaMAConfig) -> PreTrainedModel:
+    """An untrained causal LM of the configured architecture (weights come from `load_pretrained`)."""
+    hf = dict(cfg.llm.hf_config)
+    model_type = hf.pop("model_type")
+    hf_config = AutoConfig.for_model(model_type, **hf)
+    return AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, cfg.llm.dtype))
+
+
+class VideoLLaMA(nn.Module):
+    """Video-LLaMA. Build with `VideoLLaMA(config)` (random weights) or `VideoLLaMA.from_pretrained(folder)`."""
+
+    def __init__(self, config: VideoLLaMAConfig, llm: PreTrainedModel | None = None) -> None:
+        super().__init__()
+        self.config = config
+        qf = config.image_qformer
+        self.vision = VisionEncoder(config.vision)
+        self.image_qformer = QFormer(qf)
+        self.frame_position_embedding = nn.Embedding(config.max_frame_pos, qf.hidden)
+        self.video_qformer = QFormer(config.video_qformer)
+        d_llm = config.llm.hidden_size
+        self.video_proj = nn.Linear(config.video_qformer.hidden, d_llm)
+        self.audio_encoder: ImageBindAudio | None = None
+        self.imagebind_vision: ImageBindVision | None = None
+        if config.audio_encoder is not None and config.audio_qformer is not None:
+            self.audio_encoder = ImageBindAudio(config.audio_encoder)
+            if config.audio_encoder.vision is not None:
+                self.imagebind_vision = ImageBindVision(config.audio_encoder)
+            self.audio_position_embedding = nn.Embedding(config.num_audio_positions, config.audio_encoder.out_dim)
+            self.audio_qformer = QFormer(config.audio_qformer)
+            self.audio_proj = nn.Linear(config.audio_qformer.hidden, d_llm)
+        self.llm = llm if llm is not None else build_llm(config)
+
+    # ---- convenience -----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.video_proj.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.video_proj.weight.dtype
+
+    def media_modules(self) -> dict[str, nn.Module]:
+        """Every module except the LLM, by attribute name (what `model.safetensors` stores)."""
+        return {name: m for name, m in self.named_children() if name != "llm"}
+
+    # ---- vision-language branch ----------------------------------------------------------
+    def encode_video(self, video: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
+        """(B, 3, T, H, W) normalised frames -> (B, Q_video, D) LLM embeddings. An image is T = 1."""
+        if video.dim() != 5:
+            raise ValueError(f"encode_video expects (B, 3, T, H, W), got shape {tuple(video.shape)}")
+        b, _, t, h, w = video.shape
+        if t > self.config.max_frame_pos:
+            raise ValueError(f"{t} frames exceed max_frame_pos={self.config.max_frame_pos}")
+        video = video.to(device=self.device, dtype=self.dtype)
+        frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w)
+        vit, ln = self.vision(frames, return_vit=True)
+        image_q = self.image_qformer(ln)  # (B*T, Q, Hq)
+        q, hq = image_q.shape[1:]
+        positions = self.frame_position_embedding(torch.arange(t, device=video.device))  # (T, Hq)
+        frame_tokens = (image_q.view(b, t, q, hq) + positions[None, :, None, :]).reshape(b, t * q, hq)
+        video_q = self.video_qformer(frame_tokens)
+        out = self.video_proj(video_q)
+        inter = {}
+        if return_intermediates:
+            inter = {"vit_features": vit, "ln_vision": ln, "image_qformer_out": image_q,
+                     "frame_tokens_with_pos": frame_tokens, "video_qformer_out": video_q, "llm_embeds": out}
+        return MediaEmbeddings(out, inter)
+
+    def encode_image(self, image: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
+        """(B, 3, H, W) or (B, 3, 1, H, W) normalised image -> (B, Q_video, D): a one-frame video."""
+        if image.dim() == 4:
+            image = image.unsqueeze(2)
+        return self.encode_video(image, return_intermediates)
+
+    # ---- audio-language branch -----------------------------------------------------------
+    def _require_audio(self) -> ImageBindAudio:
+        if self.audio_encoder is None:
+            raise ValueError("this model has no audio branch (config.audio_encoder is null)")
+        return self.audio_encoder
+
+    def _audio_qformer_path(self, embeds: torch.Tensor, inter: dict[str, torch.Tensor]) -> MediaEmbeddings:
+        """(B, S, O) ImageBind embeddings -> + position S -> audio Q-Former -> (B, Q_audio, D)."""
+        s = embeds.shape[1]
+        if s > self.config.num_audio_positions:
+            raise ValueError(f"{s} audio clips/frames exceed the {self.config.num_audio_positions} audio positions")
+        positions = self.audio_position_embedding(torch.arange(s, device=embeds.device))
+        qformer_input = embeds + positions[None]
+        audio_q = self.audio_qformer(qformer_input)
+        out = self.audio_proj(audio_q)
+        if inter:
+            inter.update({"qformer_input": qformer_input, "audio_qformer_out": audio_q, "llm_embeds": out})
+        return MediaEmbeddings(out, inter)
+
+    def encode_audio(self, audio: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
+        """(B, S, 1, mel, frames) normalised fbank clips -> (B, Q_audio, D)."""
+        encoder = self._require_audio()
+        if audio.dim() != 5:
+            raise ValueError(f"encode_audio expects (B, S, 1, mel, frames), got shape {tuple(audio.shape)}")
+        b, s = audio.shape[:2]
+        audio = audio.to(device=self.device, dtype=self.dtype)
+        res = encoder(audio.flatten(0, 1), return_intermediates=True)
+        embeds = res["embed"].view(b, s, -1)
+        inter = {}
+        if return_intermediates:
+            inter = {"imagebind_tokens": res["tokens"], "imagebind_trunk_out": res["trunk_out"],
+                     "imagebind_feature": res["feature"].view(b, s, -1), "imagebind_embed": embeds}
+        return self._audio_qformer_path(embeds, inter)
+
+    def encode_frames_for_audio_branch(self, frames: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
+        """Official AL training path: (B, T, 3, H, W) frames through ImageBind *vision* -> audio Q-Former."""
+        self._require_audio()
+        if self.imagebind_vision is None:
+            raise ValueError("this model has no ImageBind vision encoder (config.audio_encoder.vision is null)")
+        if frames.dim() == 4:
+            frames = frames.unsqueeze(1)
+        b, t = frames.shape[:2]
+        frames = frames.to(device=self.device, dtype=self.dtype)
+        res = self.imagebind_vision(frames.flatten(0, 1), return_intermediates=True)
+        embeds = res["embed"].view(b, t, -1)
+        inter = {}
+        if return_intermediates:
+            inter = {"imagebind_tokens": res["tokens"], "imagebind_feature": res["feature"].view(b, t, -1),
+                     "imagebind_embed": embeds}
+        return self._audio_qformer_path(embeds, inter)
+
+    # ---- splicing into the LLM -------------------------------------------------------------
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids.to(self.device))
+
+    def caption_inputs(
+        self, media: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor, bos_id: int, pad_id: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Caption path (no prompt): [BOS] + media (B,N,D) + caption tokens; returns (embeds, mask, labels)."""
+        b, n = media.shape[:2]
+        dev = self.device
+        text_ids, text_mask = text_ids.to(dev), text_mask.to(dev)
+        bos = self.embed_tokens(torch.full((b, 1), bos_id, dtype=torch.long, device=dev))
+        embeds = torch.cat([bos, media.to(bos.dtype), self.embed_tokens(text_ids)], dim=1)
+        ones = torch.ones(b, 1 + n, dtype=text_mask.dtype, device=dev)
+        mask = torch.cat([ones, text_mask], dim=1)
+        text_labels = text_ids.masked_fill(text_ids == pad_id, IGNORE_INDEX)
+        labels = torch.cat([torch.full((b, 1 + n), IGNORE_INDEX, dtype=torch.long, device=dev), text_labels], dim=1)
+        return embeds, mask, labels
+
+    def instruct_inputs(self, media: torch.Tensor, input_ids: torch.Tensor, media_token_id: int) -> torch.Tensor:
+        """Instruction path: each row holds N consecutive `<ImageHere>` ids that the media tokens replace."""
+        input_ids = input_ids.to(self.device)
+        is_media = input_ids == media_token_id
+        n = media.shape[1]
+        counts = is_media.sum(dim=1)
+        for row, count in enumerate(counts.tolist()):
+            positions = is_media[row].nonzero().flatten()
+            if count != n or (count and int(positions[-1] - positions[0]) != n - 1):
+                raise ValueError(f"row {row}: expected {n} consecutive media placeholder tokens, found {count}")
+        embeds = self.embed_tokens(input_ids.masked_fill(is_media, 0))
+        return embeds.masked_scatter(is_media.unsqueeze(-1), media.to(embeds.dtype))
+
+    def lm_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean shifted cross-entropy of the LLM over labels != -100."""
+        out = self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask.to(self.device), labels=labels.to(self.device))
+        return out.loss
+
+    def context_embeds(self, segment_ids: list[torch.Tensor], media: list[torch.Tensor]) -> torch.Tensor:
+        """Chat prompt: text segments interleaved with media embeddings, in order -> (1, L, D)."""
+        if len(segment_ids) != len(media) + 1:
+            raise ValueError(f"{len(segment_ids)} text segments need {len(segment_ids) - 1} media, got {len(media)}")
+        parts: list[torch.Tensor] = []
+        for i, ids in enumerate(segment_ids):
+            ids = ids.view(1, -1)
+            parts.append(self.embed_tokens(ids))
+            if i < len(media):
+                parts.append(media[i].to(parts[-1].dtype).view(1, *media[i].shape[-2:]))
+        return torch.cat(parts, dim=1)
+
+    # ---- persistence -----------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, dtype: torch.dtype | str | None = None, device: str | torch.device = "cpu"
+    ) -> VideoLLaMA:
+        """Load a model folder written by `videollama convert` or `save_pretrained` (strict: names and shapes)."""
+        from videollama.checkpoint.folder import LLM_DIR, read_config, read_media_state
+
+        folder = Path(folder)
+        config = read_config(folder)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        dtype = dtype or getattr(torch, config.llm.dtype)
+        llm_path = folder / LLM_DIR
+        if not (llm_path / "config.json").exists():
+            raise CheckpointError(f"{folder}: missing the LLM subfolder '{LLM_DIR}/'")
+        try:
+            llm = AutoModelForCausalLM.from_pretrained(llm_path, dtype=dtype, **_quantization_kwargs(config))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{llm_path}: cannot load the LLM ({str(exc).splitlines()[0]})") from exc
+        with torch.device("meta"):
+            model = cls(config, llm=llm)
+        expected = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("llm.")}
+        state = read_media_state(folder, expected)
+        model.load_state_dict(state, strict=False, assign=True)  # strictness checked by read_media_state
+        model.llm_source = llm_path
+        for module in model.media_modules().values():
+            module.to(dtype=dtype)
+        return model.to(device).eval()
+
+    def save_pretrained(self, folder: str | Path, overwrite: bool = True) -> Path:
+        """Write config.json, the media weights (sharded safetensors) and `llm/` atomically."""
+        from videollama.checkpoint.files import atomic_dir
+        from videollama.checkpoint.folder import CONFIG_NAME, LLM_DIR, TOKENIZER_FILES, write_index, write_shards
+
+        with atomic_dir(folder, overwrite=overwrite) as tmp:
+            weight_map: dict[str, str] = {}
+            for name, module in self.media_modules().items():
+                state = {f"{name}.{k}": v.detach().cpu() for k, v in module.state_dict().items()}
+                write_shards(tmp, name, state, weight_map)
+            write_index(tmp, weight_map)
+            self.llm.save_pretrained(tmp / LLM_DIR, safe_serialization=True)
+            source = getattr(self, "llm_source", None)
+            if source is not None:
+                for fname in TOKENIZER_FILES:
+                    if (Path(source) / fname).exists():
+                        shutil.copy2(Path(source) / fname, tmp / LLM_DIR / fname)
+            self.config.to_json(tmp / CONFIG_NAME)
+        return Path(folder)
+
+
+def _quantization_kwargs(config: VideoLLaMAConfig) -> dict:
+    """8-/4-bit LLM loading through bitsandbytes (optional extra `quant`)."""
+    if config.llm.load_in == "none":
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"llm.load_in={config.llm.load_in} needs bitsandbytes: pip install 'videollama[quant]'") from exc
+    from transformers import BitsAndBytesConfig
+
+    if config.llm.load_in == "8bit":
+        return {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)}
+    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=getattr(torch, config.llm.dtype))}
