@@ -68,7 +68,9 @@ def _guess_slot(keys: list[str], config: VideoLLaMAConfig) -> str:
     best, best_hits = "", 0
     for name, slot in SLOTS.items():
         km = KeyMap(slot.rows)
-        hits = sum(1 for k in keys if km.to_ours(k)[1] is not None)
+        hits = sum(1 for k in keys if km.to_ours(k, allow_catch_all=False)[1] is not None)
+        if name == "eva":  # EVA's table keeps names verbatim: recognise it by its own key shapes instead
+            hits = sum(1 for k in keys if k in ("cls_token", "pos_embed") or k.startswith(("blocks.", "patch_embed.")))
         if hits > best_hits:
             best, best_hits = name, hits
     return best

@@ -31,6 +31,10 @@ def load_torch_file(path: str | Path, what: str) -> Any:
         raise CheckpointError(f"{path}: is a directory, expected a file ({what})")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: file is empty ({what})")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if not (magic.startswith(b"PK") or magic[:1] == b"\x80"):  # zip (torch>=1.6) or a legacy pickle
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint file ({what})")
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -40,10 +44,12 @@ def load_torch_file(path: str | Path, what: str) -> Any:
             # Legacy (pre-zip) torch.save format cannot be memory-mapped: load it normally.
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        first = lines[0] if lines else "unpickling failed"
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            detail = next((ln for ln in lines if "Unsupported global" in ln or "Unsupported operand" in ln), first)
             raise CheckpointError(
-                f"{path}: holds objects other than tensors; refusing to unpickle them ({what}): {first}"
+                f"{path}: holds objects other than tensors; refusing to unpickle them ({what}): {detail}"
             ) from exc
         raise CheckpointError(f"{path}: corrupt or not a PyTorch checkpoint ({what}): {first}") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
@@ -56,9 +62,12 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `final`; on success it replaces `final`, on failure it is removed."""
     final = Path(final)
     if final.exists() and not overwrite:
-        raise CheckpointError(f"{final}: output folder already exists (pass overwrite to replace it)")
+        raise CheckpointError(f"{final}: output folder already exists (use --overwrite, or overwrite=True, to replace it)")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any folder the user makes
     try:
         yield tmp
         if final.exists():

@@ -39,9 +39,11 @@ class KeyMap:
     def __init__(self, rows: list[Row]) -> None:
         self.rows = _compile(tuple(rows))
 
-    def to_ours(self, key: str) -> tuple[bool, str | None]:
-        """(matched, our key or None when the row says 'ignore')."""
+    def to_ours(self, key: str, allow_catch_all: bool = True) -> tuple[bool, str | None]:
+        """(matched, our key or None when the row says 'ignore'); `allow_catch_all=False` skips a bare '{p}' row."""
         for row in self.rows:
+            if not allow_catch_all and row.official == "{p}":
+                continue
             m = row.official_re.match(key)
             if m:
                 return True, None if row.ours is None else row.ours.format(**m.groupdict())

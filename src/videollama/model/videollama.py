@@ -66,6 +66,15 @@ class VideoLLaMA(nn.Module):
             self.audio_qformer = QFormer(config.audio_qformer)
             self.audio_proj = nn.Linear(config.audio_qformer.hidden, d_llm)
         self.llm = llm if llm is not None else build_llm(config)
+        self._init_media_weights()
+
+    def _init_media_weights(self) -> None:
+        """Official initialisation of what is not loaded from files: queries and token tables ~ N(0, 0.02)."""
+        for name, param in self.named_parameters():
+            if name.startswith("llm."):
+                continue
+            if name.endswith(("query_tokens", "cls_token", "pos_embed")):
+                nn.init.normal_(param, std=0.02)
 
     # ---- convenience -----------------------------------------------------------------------
     @property

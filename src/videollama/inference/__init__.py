@@ -1,0 +1,1 @@
+"""Answer generation on top of the model: stopping rules, decoding, chat sessions."""
