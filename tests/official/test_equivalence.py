@@ -18,6 +18,7 @@ from tests.official.manifest_config import config_from_manifest
 from videollama.checkpoint.convert import convert_official
 from videollama.inference.generate import generate_ids
 from videollama.model.videollama import VideoLLaMA
+from videollama.text import build_prompt_segments, get_template, load_tokenizer, stop_sequences, tokenize_captions
 
 ATOL = 1e-5
 SETS = official_fixture_sets()
@@ -34,6 +35,7 @@ class FixtureSet:
         self.config = config_from_manifest(self.manifest)
         self.folder = convert_official(out, self.config, {k: root / v for k, v in SOURCES.items()}, root / "llama")
         self.model = VideoLLaMA.from_pretrained(self.folder, dtype=torch.float32)
+        self.tokenizer = load_tokenizer(self.folder / "llm")  # the converted folder's copy of the LLM tokenizer
         self.inputs = load_file(root / "inputs.safetensors")
         self.expected = load_file(root / "expected.safetensors")
         added = self.manifest["dims"]["llama"]["added_tokens"]
@@ -95,9 +97,12 @@ def _loss_close(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
 @torch.no_grad()
 def test_caption_training_losses(fset: FixtureSet) -> None:
     exp, model = fset.expected, fset.model
-    bos_id = fset.model.llm.config.bos_token_id
-    pad_id = 0  # LLaMA: pad = unk = 0 (SPEC §1.9); also the collater's pad id
-    text_ids, text_mask = exp["train.caption.text_ids"], exp["train.caption.text_attention_mask"]
+    tok = fset.tokenizer
+    bos_id, pad_id = tok.bos_token_id, tok.pad_token_id
+    spec = fset.manifest["train"]["caption_vl"]
+    text_ids, text_mask = tokenize_captions(spec["text_input"], tok, end_sym=spec["end_sym"],
+                                            max_txt_len=spec["max_txt_len"])
+    assert torch.equal(text_ids, exp["train.caption.text_ids"])
     video = model.encode_video(fset.inputs["video"]).llm_embeds
     embeds, mask, labels = model.caption_inputs(video, text_ids, text_mask, bos_id=bos_id, pad_id=pad_id)
     assert torch.equal(mask, exp["train.caption_vl.attention_mask"])
@@ -129,8 +134,16 @@ def test_instruction_training_losses(fset: FixtureSet, template: str) -> None:
 def test_chat_context_logits_and_greedy_ids(fset: FixtureSet, template: str) -> None:
     exp, model, chat = fset.expected, fset.model, fset.manifest["chat"][template]
     prefix = f"chat.{template}"
-    n_segments = len([k for k in exp if k.startswith(f"{prefix}.segment_")])
-    segments = [exp[f"{prefix}.segment_{i}_ids"] for i in range(n_segments)]
+    # Build the prompt the way the demo does: upload a video with audio, ask, open the answer turn.
+    conv = get_template(template)
+    conv.upload_video(chat["video_msg"], with_audio=True)
+    conv.ask(chat["question"])
+    conv.start_answer()
+    assert conv.get_prompt() == chat["prompt"]
+    built = build_prompt_segments(conv, fset.tokenizer, num_media=len(chat["img_list_order"]))
+    segments = [torch.tensor([ids]) for ids in built.ids]
+    for i, ids in enumerate(segments):
+        assert torch.equal(ids, exp[f"{prefix}.segment_{i}_ids"]), f"{prefix}.segment_{i}_ids"
     media = {"audio": model.encode_audio(fset.inputs["audio"][:1]).llm_embeds,
              "video": model.encode_video(fset.inputs["video"][:1]).llm_embeds}
     context = model.context_embeds(segments, [media[name] for name in chat["img_list_order"]])
@@ -138,7 +151,8 @@ def test_chat_context_logits_and_greedy_ids(fset: FixtureSet, template: str) -> 
     logits = model.llm(inputs_embeds=context).logits[:, -1]
     assert (logits - exp[f"{prefix}.last_logits"]).abs().max() <= ATOL
     kwargs = dict(chat["generate_kwargs"])
-    stops = kwargs.pop("stopping_criteria")
+    stops = stop_sequences(conv, fset.tokenizer)
+    assert stops == kwargs.pop("stopping_criteria")
     new_ids = generate_ids(model.llm, context, stop_sequences=stops, **kwargs)
     want = exp[f"{prefix}.generated_ids"]
     bos = model.llm.config.bos_token_id
