@@ -13,18 +13,29 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 
 class StopOnSequences(StoppingCriteria):
-    """Stop when the generated ids of row 0 end with one of `stop_sequences` (official: row 0 only)."""
+    """Stop when generated ids end with one of `stop_sequences`.
 
-    def __init__(self, stop_sequences: Sequence[Sequence[int]]) -> None:
+    Official behaviour (`per_row=False`): only row 0 is looked at and the whole batch stops with it.
+    `per_row=True` (our batched inference) marks each row done on its own.
+    """
+
+    def __init__(self, stop_sequences: Sequence[Sequence[int]], per_row: bool = False) -> None:
         self.stops = [torch.tensor(list(s), dtype=torch.long) for s in stop_sequences if len(s)]
+        self.per_row = per_row
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> bool:
-        row = input_ids[0]
+    def _row_done(self, row: torch.Tensor) -> bool:
         for stop in self.stops:
             n = stop.numel()
             if row.numel() >= n and torch.equal(row[-n:].cpu(), stop):
                 return True
         return False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        if self.per_row:
+            done = [self._row_done(row) for row in input_ids]
+        else:
+            done = [self._row_done(input_ids[0])] * input_ids.shape[0]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def generate_ids(
@@ -32,10 +43,11 @@ def generate_ids(
     inputs_embeds: torch.Tensor,
     stop_sequences: Sequence[Sequence[int]] = (),
     attention_mask: torch.Tensor | None = None,
+    per_row: bool = False,
     **generate_kwargs,
 ) -> torch.Tensor:
     """Run `llm.generate(inputs_embeds=...)` and return only the new token ids (B, n)."""
-    criteria = StoppingCriteriaList([StopOnSequences(stop_sequences)]) if stop_sequences else None
+    criteria = StoppingCriteriaList([StopOnSequences(stop_sequences, per_row)]) if stop_sequences else None
     if attention_mask is None:
         attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
     return llm.generate(
