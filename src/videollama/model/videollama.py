@@ -90,27 +90,46 @@ class VideoLLaMA(nn.Module):
         return {name: m for name, m in self.named_children() if name != "llm"}
 
     # ---- vision-language branch ----------------------------------------------------------
-    def encode_video(self, video: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
-        """(B, 3, T, H, W) normalised frames -> (B, Q_video, D) LLM embeddings. An image is T = 1."""
+    def frame_features(self, video: torch.Tensor, return_intermediates: bool = False):
+        """Frozen part of the VL branch: (B, 3, T, H, W) frames -> image Q-Former output (B, T, Q, Hq).
+
+        This is what the frozen-feature cache stores; `video_from_frame_features` does the rest.
+        """
         if video.dim() != 5:
-            raise ValueError(f"encode_video expects (B, 3, T, H, W), got shape {tuple(video.shape)}")
+            raise ValueError(f"expected video (B, 3, T, H, W), got shape {tuple(video.shape)}")
         b, _, t, h, w = video.shape
-        if t > self.config.max_frame_pos:
-            raise ValueError(f"{t} frames exceed max_frame_pos={self.config.max_frame_pos}")
         video = video.to(device=self.device, dtype=self.dtype)
         frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w)
         vit, ln = self.vision(frames, return_vit=True)
         image_q = self.image_qformer(ln)  # (B*T, Q, Hq)
-        q, hq = image_q.shape[1:]
-        positions = self.frame_position_embedding(torch.arange(t, device=video.device))  # (T, Hq)
-        frame_tokens = (image_q.view(b, t, q, hq) + positions[None, :, None, :]).reshape(b, t * q, hq)
+        feats = image_q.view(b, t, *image_q.shape[1:])
+        if return_intermediates:
+            return feats, {"vit_features": vit, "ln_vision": ln, "image_qformer_out": image_q}
+        return feats
+
+    def video_from_frame_features(self, feats: torch.Tensor) -> MediaEmbeddings:
+        """Trainable part of the VL branch: (B, T, Q, Hq) -> + frame position -> video Q-Former -> (B, Q_video, D)."""
+        b, t, q, hq = feats.shape
+        if t > self.config.max_frame_pos:
+            raise ValueError(f"{t} frames exceed max_frame_pos={self.config.max_frame_pos}")
+        feats = feats.to(device=self.device, dtype=self.dtype)
+        positions = self.frame_position_embedding(torch.arange(t, device=feats.device))  # (T, Hq)
+        frame_tokens = (feats + positions[None, :, None, :]).reshape(b, t * q, hq)
         video_q = self.video_qformer(frame_tokens)
         out = self.video_proj(video_q)
-        inter = {}
+        return MediaEmbeddings(out, {"frame_tokens_with_pos": frame_tokens, "video_qformer_out": video_q, "llm_embeds": out})
+
+    def encode_video(self, video: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
+        """(B, 3, T, H, W) normalised frames -> (B, Q_video, D) LLM embeddings. An image is T = 1."""
+        if video.dim() == 5 and video.shape[2] > self.config.max_frame_pos:
+            raise ValueError(f"{video.shape[2]} frames exceed max_frame_pos={self.config.max_frame_pos}")
+        feats, inter = self.frame_features(video, return_intermediates=True)
+        out = self.video_from_frame_features(feats)
         if return_intermediates:
-            inter = {"vit_features": vit, "ln_vision": ln, "image_qformer_out": image_q,
-                     "frame_tokens_with_pos": frame_tokens, "video_qformer_out": video_q, "llm_embeds": out}
-        return MediaEmbeddings(out, inter)
+            out.intermediates.update(inter)
+        else:
+            out.intermediates = {}
+        return out
 
     def encode_image(self, image: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
         """(B, 3, H, W) or (B, 3, 1, H, W) normalised image -> (B, Q_video, D): a one-frame video."""
@@ -124,8 +143,11 @@ class VideoLLaMA(nn.Module):
             raise ValueError("this model has no audio branch (config.audio_encoder is null)")
         return self.audio_encoder
 
-    def _audio_qformer_path(self, embeds: torch.Tensor, inter: dict[str, torch.Tensor]) -> MediaEmbeddings:
-        """(B, S, O) ImageBind embeddings -> + position S -> audio Q-Former -> (B, Q_audio, D)."""
+    def _audio_qformer_path(self, embeds: torch.Tensor, inter: dict[str, torch.Tensor] | None) -> MediaEmbeddings:
+        """(B, S, O) ImageBind embeddings -> + position S -> audio Q-Former -> (B, Q_audio, D).
+
+        `inter`: None to skip intermediates, else a dict that receives them (returned in the output).
+        """
         s = embeds.shape[1]
         if s > self.config.num_audio_positions:
             raise ValueError(f"{s} audio clips/frames exceed the {self.config.num_audio_positions} audio positions")
@@ -133,8 +155,9 @@ class VideoLLaMA(nn.Module):
         qformer_input = embeds + positions[None]
         audio_q = self.audio_qformer(qformer_input)
         out = self.audio_proj(audio_q)
-        if inter:
-            inter.update({"qformer_input": qformer_input, "audio_qformer_out": audio_q, "llm_embeds": out})
+        if inter is None:
+            return MediaEmbeddings(out, {})
+        inter.update({"qformer_input": qformer_input, "audio_qformer_out": audio_q, "llm_embeds": out})
         return MediaEmbeddings(out, inter)
 
     def encode_audio(self, audio: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
@@ -146,14 +169,14 @@ class VideoLLaMA(nn.Module):
         audio = audio.to(device=self.device, dtype=self.dtype)
         res = encoder(audio.flatten(0, 1), return_intermediates=True)
         embeds = res["embed"].view(b, s, -1)
-        inter = {}
+        inter = None
         if return_intermediates:
             inter = {"imagebind_tokens": res["tokens"], "imagebind_trunk_out": res["trunk_out"],
                      "imagebind_feature": res["feature"].view(b, s, -1), "imagebind_embed": embeds}
         return self._audio_qformer_path(embeds, inter)
 
-    def encode_frames_for_audio_branch(self, frames: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
-        """Official AL training path: (B, T, 3, H, W) frames through ImageBind *vision* -> audio Q-Former."""
+    def imagebind_frame_embeddings(self, frames: torch.Tensor, return_intermediates: bool = False):
+        """Frozen part of the official AL training path: (B, T, 3, H, W) -> ImageBind vision embeddings (B, T, O)."""
         self._require_audio()
         if self.imagebind_vision is None:
             raise ValueError("this model has no ImageBind vision encoder (config.audio_encoder.vision is null)")
@@ -163,22 +186,41 @@ class VideoLLaMA(nn.Module):
         frames = frames.to(device=self.device, dtype=self.dtype)
         res = self.imagebind_vision(frames.flatten(0, 1), return_intermediates=True)
         embeds = res["embed"].view(b, t, -1)
-        inter = {}
         if return_intermediates:
-            inter = {"imagebind_tokens": res["tokens"], "imagebind_feature": res["feature"].view(b, t, -1),
-                     "imagebind_embed": embeds}
-        return self._audio_qformer_path(embeds, inter)
+            return embeds, {"imagebind_tokens": res["tokens"], "imagebind_feature": res["feature"].view(b, t, -1),
+                            "imagebind_embed": embeds}
+        return embeds
+
+    def audio_from_embeddings(self, embeds: torch.Tensor) -> MediaEmbeddings:
+        """Trainable part of the AL branch: (B, S, O) ImageBind embeddings -> (B, Q_audio, D)."""
+        self._require_audio()
+        return self._audio_qformer_path(embeds.to(device=self.device, dtype=self.dtype), None)
+
+    def encode_frames_for_audio_branch(self, frames: torch.Tensor, return_intermediates: bool = False) -> MediaEmbeddings:
+        """Official AL training path: (B, T, 3, H, W) frames through ImageBind *vision* -> audio Q-Former."""
+        embeds, inter = self.imagebind_frame_embeddings(frames, return_intermediates=True)
+        return self._audio_qformer_path(embeds, inter if return_intermediates else None)
 
     # ---- splicing into the LLM -------------------------------------------------------------
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids.to(self.device))
 
     def caption_inputs(
-        self, media: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor, bos_id: int, pad_id: int
+        self, media: torch.Tensor, text_ids: torch.Tensor, text_mask: torch.Tensor, bos_id: int, pad_id: int,
+        prompt_ids: tuple[list[int], list[int]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Caption path (no prompt): [BOS] + media (B,N,D) + caption tokens; returns (embeds, mask, labels)."""
-        b, n = media.shape[:2]
+        """Caption path: [BOS] + (prompt before) + media (B,N,D) + (prompt after) + caption tokens.
+
+        `prompt_ids` are the two halves of one prompt split at `<ImageHere>` (official: one random prompt for
+        the whole batch). Returns (embeds, mask, labels); only caption tokens are targets.
+        """
         dev = self.device
+        b = media.shape[0]
+        if prompt_ids is not None:
+            before, after = (self.embed_tokens(torch.tensor([ids], dtype=torch.long, device=dev)).expand(b, -1, -1)
+                             for ids in prompt_ids)
+            media = torch.cat([before, media.to(before.dtype), after], dim=1)
+        n = media.shape[1]
         text_ids, text_mask = text_ids.to(dev), text_mask.to(dev)
         bos = self.embed_tokens(torch.full((b, 1), bos_id, dtype=torch.long, device=dev))
         embeds = torch.cat([bos, media.to(bos.dtype), self.embed_tokens(text_ids)], dim=1)
