@@ -243,6 +243,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return _coerce(inner[0], value, where) if len(inner) == 1 else value
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, where)
+    if origin in (tuple, list) and args:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        items = [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
