@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     for slot in SLOTS.values():
         p.add_argument(slot.flag, type=Path, help=slot.description)
     p.add_argument("--no-audio", action="store_true", help="build the vision-language branch only")
+    p.add_argument("--imagebind-vision", action="store_true",
+                   help="also keep ImageBind's vision modality (needed only to train the audio branch the official way)")
     p.add_argument("--out", type=Path, required=False, help="output model folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
@@ -41,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
         config = load_preset(args.preset)
     if args.no_audio:
         config = config.replace(audio_encoder=None, audio_qformer=None)
+    elif args.imagebind_vision and config.audio_encoder is not None and config.audio_encoder.vision is None:
+        from dataclasses import replace
+
+        from videollama.config import AudioEncoderConfig
+
+        config = config.replace(audio_encoder=replace(config.audio_encoder, vision=AudioEncoderConfig().vision))
     sources = {name: getattr(args, slot.flag.lstrip("-")) for name, slot in SLOTS.items()
                if getattr(args, slot.flag.lstrip("-")) is not None}
     out = convert_official(args.out, config, sources, args.llm, overwrite=args.overwrite)
