@@ -136,7 +136,6 @@ def test_inspect_cli(media_dir, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "frame count" in out and "audio: used" in out and "The video contains 8 frames" in out
     silent = make_video(media_dir / "silent.mp4", n_frames=20)
-    monkeypatch.setattr(cli_main, "SUBCOMMANDS", {"inspect": "inspect_media"})
     assert cli_main.main(["inspect", str(silent)]) == 0
     assert "audio: NOT used" in capsys.readouterr().out
     assert cli_main.main(["inspect", str(media_dir / "missing.mp4")]) == 2

@@ -67,7 +67,7 @@ def load_image(
     except OSError as exc:
         raise CorruptMediaError(f"{p}: truncated or corrupt image ({exc})") from exc
     rgb = open_rgb(p, exif_transpose=exif_transpose)
-    resized = np.array(rgb.resize((size[1], size[0]), Image.Resampling.BICUBIC), dtype=np.uint8)
+    resized = np.array(bicubic_resize(rgb, (size[1], size[0])), dtype=np.uint8)
     tensor = normalize_frames(resized[None]).unsqueeze(0)  # (1, 3, 1, H, W)
     return ImageInput(str(p), resized, tensor, original_size, mode)
 
@@ -79,3 +79,21 @@ def is_image(path: str | os.PathLike[str]) -> bool:
             return bool(img.format)
     except Exception:
         return False
+
+
+def bicubic_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Pillow's antialiased BICUBIC resize to (width, height), identical on every Pillow version.
+
+    Pillow resizes in two one-axis passes through a uint8 intermediate. Pillow 13 (which made the
+    reference tensors) runs the vertical pass first when the height shrinks by more than twice as
+    many pixels as the width; Pillow <= 12 always ran the horizontal pass first (max diff 12 on
+    Statue_of_Liberty.jpg). Running the two passes ourselves in Pillow 13's order gives the same
+    pixels whatever Pillow is installed (gradio still pins Pillow < 13).
+    """
+    w, h = image.size
+    new_w, new_h = size
+    vertical_first = (h - new_h) > 0 and (h - new_h) > (w - new_w) * 2
+    bicubic = Image.Resampling.BICUBIC
+    if vertical_first:
+        return image.resize((w, new_h), bicubic).resize((new_w, new_h), bicubic)
+    return image.resize((new_w, h), bicubic).resize((new_w, new_h), bicubic)
