@@ -1,0 +1,105 @@
+"""Shared fixtures of the serving tests: one tiny random model, a media root with tiny media, app factories."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from tests.conftest import REPO_ROOT  # noqa: E402
+
+EXAMPLE_VIDEO = REPO_ROOT / "src" / "videollama" / "assets" / "example.mp4"
+
+
+@pytest.fixture(scope="session")
+def serve_pipe(tmp_path_factory):
+    from videollama.inference.pipeline import VideoLLaMAPipeline
+    from videollama.tiny import make_tiny_model
+
+    folder = make_tiny_model(tmp_path_factory.mktemp("serve-model") / "model", "tiny", seed=0)
+    return VideoLLaMAPipeline.from_pretrained(folder)
+
+
+def _write_silent_video(path: Path, seconds: float = 1.0, fps: int = 8) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(int(seconds * fps)):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:, : 8 * (i % 8 + 1)] = (200, 30, 30)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _write_wav(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
+    import wave
+
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def media_root(tmp_path_factory) -> Path:
+    """example.mp4 (video + audio), silent.mp4 (no audio track), red.png, tone.wav, broken.mp4, a nested folder."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("media-root")
+    shutil.copy(EXAMPLE_VIDEO, root / "example.mp4")
+    _write_silent_video(root / "silent.mp4")
+    Image.fromarray(np.full((40, 60, 3), (200, 10, 10), np.uint8)).save(root / "red.png")
+    _write_wav(root / "tone.wav")
+    (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    (root / "sub").mkdir()
+    shutil.copy(root / "red.png", root / "sub" / "red copy.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def outside_file(tmp_path_factory) -> Path:
+    """A real media file outside the media root."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("outside") / "secret.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def make_client(serve_pipe, media_root):
+    """`make_client(**config_overrides)` -> a TestClient over a fresh app (closed at teardown)."""
+    from fastapi.testclient import TestClient
+
+    from videollama.serving import ServerConfig, create_app
+
+    clients = []
+
+    def make(**overrides):
+        config = ServerConfig(**{"model_name": "tiny", "media_root": media_root, **overrides})
+        client = TestClient(create_app(serve_pipe, config), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
