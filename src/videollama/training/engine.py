@@ -1,0 +1,391 @@
+"""The training engine: official recipes (SPEC §5) on `accelerate`.
+
+`accelerate.Accelerator` does the process group (torchrun / `accelerate launch` env), DDP, mixed precision
+(bf16 / fp16 autocast + GradScaler) and gradient accumulation; this module adds what is Video-LLaMA specific:
+
+* official freezing (`objective.set_trainable`), trainable count printed at start;
+* AdamW with the official weight-decay groups and the official warmup + cosine LR per *global* step
+  (quirk 31 FIX; `schedule.py`);
+* optional LoRA / QLoRA adapters on the LLM through peft (they train and are checkpointed too);
+* trainable-only checkpoints + a resume file, atomic, keep-last-k (`checkpointing.py`), exact resume
+  (model, optimizer, scheduler, step, every rank's RNG and data-iterator state);
+* the final export: `<output_dir>/final/` (a complete model folder, `VideoLLaMA.from_pretrained` loads it;
+  LoRA is merged into the LLM first) and the official `.pth` of the branch (`export_official`).
+
+Batches come from a *batch source*: an iterator of collated batches (format in `objective.py`) with
+`state_dict()` / `load_state_dict()`. By default it is made by the data layer
+(`videollama.training.data.build_training_data`); tests pass `data_factory`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+from torch import nn
+
+from videollama.errors import ConfigError
+from videollama.training import checkpointing as ckpt
+from videollama.training import distributed as D
+from videollama.training.objective import TRAINABLE_MODULES, Branch, TokenIds, batch_loss, set_train_mode, set_trainable
+from videollama.training.recipe import TrainRecipe
+from videollama.training.schedule import OfficialLRScheduler, build_optimizer
+
+KILL_ENV = "VIDEOLLAMA_TRAIN_KILL_AFTER_STEP"  # test hook: SIGKILL this process right after that global step
+FINAL_DIR = "final"
+
+
+class BatchSource(Protocol):
+    """A resumable, rank-sharded iterator of collated batches (one dataset per step)."""
+
+    def __next__(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# (recipe, tokenizer, model config, rank, world_size) -> BatchSource
+DataFactory = Callable[[TrainRecipe, Any, Any, int, int], BatchSource]
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # this run's per-step losses (mean over ranks)
+    trainable_params: int = 0
+    lora_params: int = 0
+    resumed_from: str | None = None
+    final_dir: str | None = None
+    official_path: str | None = None
+    seconds: float = 0.0
+    train_seconds: float = 0.0  # the step loop only (no loading, no export)
+    model: Any = field(default=None, repr=False)  # the trained (unwrapped) model; LoRA merged if exported
+
+
+class BranchLoss(nn.Module):
+    """The module DDP wraps: forward(batch) -> the official loss (so gradient sync happens in DDP.forward)."""
+
+    def __init__(self, model: nn.Module, branch: Branch, ids: TokenIds) -> None:
+        super().__init__()
+        self.model = model
+        self.branch = branch
+        self.ids = ids
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        return batch_loss(self.model, batch, self.branch, self.ids)
+
+
+# ---- model -------------------------------------------------------------------------------------
+def load_model(recipe: TrainRecipe) -> nn.Module:
+    """The model folder of the recipe; QLoRA loads the LLM in 4 bit (bitsandbytes, GPU)."""
+    from videollama.model.videollama import VideoLLaMA
+
+    folder = Path(recipe.model)
+    if not folder.is_dir():
+        raise ConfigError(f"recipe model '{recipe.model}' is not a model folder (make one with `videollama convert`)")
+    if recipe.lora is None or not recipe.lora.quantize_4bit:
+        model = VideoLLaMA.from_pretrained(folder)
+    else:
+        model = _load_4bit(folder)
+    if recipe.branch == "al" and getattr(model, "audio_qformer", None) is None:
+        raise ConfigError(f"{folder}: the AL branch needs a model with the audio branch (convert without --no-audio)")
+    return model
+
+
+def _load_4bit(folder: Path) -> nn.Module:
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from videollama.checkpoint.folder import LLM_DIR, read_config, read_media_state
+    from videollama.model.videollama import VideoLLaMA
+
+    if not torch.cuda.is_available():
+        raise ConfigError("QLoRA (lora.quantize_4bit) needs a CUDA GPU (bitsandbytes 4-bit)")
+    config = read_config(folder)
+    dtype = getattr(torch, config.llm.dtype)
+    llm = AutoModelForCausalLM.from_pretrained(folder / LLM_DIR, dtype=dtype, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype))
+    with torch.device("meta"):
+        model = VideoLLaMA(config, llm=llm)
+    expected = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("llm.")}
+    model.load_state_dict(read_media_state(folder, expected), strict=False, assign=True)
+    model.llm_source = folder / LLM_DIR
+    for module in model.media_modules().values():
+        module.to(dtype=dtype)
+    return model.eval()
+
+
+def apply_lora(model: nn.Module, recipe: TrainRecipe) -> int:
+    """Wrap `model.llm` with peft LoRA adapters (after official freezing); returns the adapter parameter count."""
+    try:
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    except ImportError as exc:
+        raise ConfigError("LoRA needs peft: pip install 'videollama[train]'") from exc
+    spec = recipe.lora
+    assert spec is not None
+    if spec.quantize_4bit:
+        model.llm = prepare_model_for_kbit_training(model.llm, use_gradient_checkpointing=recipe.gradient_checkpointing)
+    cfg = LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                     target_modules=list(spec.target_modules), bias="none", task_type="CAUSAL_LM")
+    model.llm = get_peft_model(model.llm, cfg)
+    return sum(p.numel() for n, p in model.llm.named_parameters() if p.requires_grad and "lora_" in n)
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """EVA blocks (`.gradient_checkpointing`), the HF Q-Formers and the LLM recompute activations in backward."""
+    for module in model.modules():
+        if hasattr(module, "gradient_checkpointing_enable") and module is not model:
+            try:
+                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            except (ValueError, TypeError):
+                pass
+        elif isinstance(getattr(module, "gradient_checkpointing", None), bool):
+            module.gradient_checkpointing = True
+    llm = getattr(model, "llm", None)
+    if llm is not None and hasattr(llm, "enable_input_require_grads"):
+        llm.enable_input_require_grads()
+
+
+def _train_mode(model: nn.Module, branch: Branch) -> None:
+    set_train_mode(model, branch)
+    for name, module in model.named_modules():
+        if "lora_dropout" in name:
+            module.train()
+
+
+def init_llama_proj(model: nn.Module, path: str) -> None:
+    """VL stage 1 init: the MiniGPT-4 projection (`llama_proj.*`) goes into `video_proj`."""
+    from videollama.checkpoint.files import load_torch_file
+
+    state = load_torch_file(path, "MiniGPT-4 llama_proj")
+    state = state.get("model", state) if isinstance(state, dict) else state
+    sub = {k.split("llama_proj.", 1)[1]: v for k, v in state.items() if "llama_proj." in k and "audio" not in k}
+    if set(sub) != {"weight", "bias"}:
+        raise ConfigError(f"{path}: no llama_proj.weight/bias in this file")
+    with torch.no_grad():
+        model.video_proj.weight.copy_(sub["weight"])
+        model.video_proj.bias.copy_(sub["bias"])
+
+
+# ---- data --------------------------------------------------------------------------------------
+def default_data_factory(recipe: TrainRecipe, tokenizer: Any, model_config: Any, rank: int, world: int) -> BatchSource:
+    """Batches from the data layer (`videollama.training.data`): the seeded, rank-sharded mixture stream."""
+    try:
+        from videollama.training.data import build_training_data
+    except ImportError as exc:
+        raise ConfigError("the training data layer (videollama.training.data) is not available") from exc
+    data = build_training_data(recipe, tokenizer, model_config)  # feature cache: recipe.feature_cache when set
+    return DataLayerSource(data.batches(rank=rank, world_size=world))
+
+
+class DataLayerSource:
+    """`next()` over a data-layer `BatchIterator` (an iterable whose state must be loaded before iterating).
+
+    Batches whose samples were all skipped (`size == 0`) are passed over here, so every rank still makes the
+    same number of optimizer steps (DDP needs that); the iterator's own step counter keeps resume exact.
+    """
+
+    def __init__(self, batch_iterator: Any) -> None:
+        self.source = batch_iterator
+        self._it = None
+
+    def __next__(self) -> dict[str, Any]:
+        if self._it is None:
+            self._it = iter(self.source)
+        while True:
+            batch = next(self._it)
+            if batch.get("size", 1):
+                return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._it is not None:
+            raise RuntimeError("load the data state before the first batch")
+        self.source.load_state_dict(state)
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def _accelerator(recipe: TrainRecipe, out: Path):
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    trackers = []
+    for name in recipe.log_with:
+        try:
+            __import__({"tensorboard": "torch.utils.tensorboard"}.get(name, name))
+            trackers.append(name)
+        except ImportError:
+            print(f"[train] logger '{name}' is not installed; skipped", file=sys.stderr)
+    precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[recipe.precision]
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("precision fp16 (GradScaler) needs a GPU; use bf16 or fp32 on CPU")
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision,
+                       gradient_accumulation_steps=recipe.optim.grad_accum, log_with=trackers or None,
+                       project_dir=str(out), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+
+
+def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resume: str | bool = True,
+          kill_after_step: int | None = None, max_steps: int | None = None, export: bool = True,
+          progress: bool = True, no_dropout: bool = False) -> TrainResult:
+    """Run (or resume) one recipe. `resume`: True = newest checkpoint in output_dir if any, False = never,
+    or a checkpoint folder. `max_steps` stops early (still checkpoints; for smoke runs and benchmarks).
+    `no_dropout` keeps the trained modules in eval mode (no dropout; for equivalence checks: 1 vs N processes)."""
+    from tqdm.auto import tqdm
+
+    from videollama.text import load_tokenizer
+
+    t0 = time.perf_counter()
+    out = Path(recipe.output_dir).resolve()
+    accelerator = _accelerator(recipe, out)
+    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
+    if kill_after_step is None and os.environ.get(KILL_ENV):
+        kill_after_step = int(os.environ[KILL_ENV])
+    D.seed_everything(recipe.seed + rank)  # official: 42 + rank
+
+    model = load_model(recipe)
+    tokenizer = load_tokenizer(Path(recipe.model) / "llm")
+    pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id  # official: unk
+    ids = TokenIds(bos=tokenizer.bos_token_id, pad=pad, media=tokenizer.image_token_id)
+    branch: Branch = recipe.branch
+    count = set_trainable(model, branch)
+    for name in TRAINABLE_MODULES[branch]:  # trainable modules in fp32 (official: autocast does the rest)
+        getattr(model, name).float()
+    lora_count = apply_lora(model, recipe) if recipe.lora is not None else 0
+    if main:
+        print(f"[train] {recipe.name}: branch {branch.upper()}, trainable parameters: {count:,}"
+              + (f" + LoRA {lora_count:,}" if lora_count else ""), flush=True)
+    if recipe.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+
+    checkpoint = None
+    if resume is True:
+        checkpoint = ckpt.latest_checkpoint(out)
+    elif resume:
+        checkpoint = Path(resume)
+    if checkpoint is None and recipe.init_llama_proj and branch == "vl":
+        init_llama_proj(model, recipe.init_llama_proj)
+    if checkpoint is not None:
+        ckpt.load_trainable(model, checkpoint / ckpt.TRAINABLE_FILE)
+
+    if no_dropout:  # eval mode everywhere: no dropout (also none inside HF attention kernels)
+        model.eval()
+    else:
+        _train_mode(model, branch)
+    optim = recipe.optim
+    optimizer = build_optimizer(model, optim)
+    scheduler = OfficialLRScheduler(optimizer, optim)
+    loss_module, optimizer_p = accelerator.prepare(BranchLoss(model, branch, ids), optimizer)
+    batches = (data_factory or default_data_factory)(recipe, tokenizer, model.config, rank, world)
+
+    step = 0
+    if checkpoint is not None:
+        state = ckpt.load_resume(checkpoint)
+        optimizer_p.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        if state.get("world_size") == world:
+            batches.load_state_dict(state["data"][rank])
+            D.set_rng_state(state["rng"][rank])
+        else:  # elastic resume: weights/optimizer exact, data order and RNG restart from a new seed
+            print(f"[train] resuming with world size {world} (saved {state.get('world_size')}): "
+                  "data order and RNG are reseeded", file=sys.stderr)
+            D.seed_everything(recipe.seed + rank + 1000 * step)
+        if main:
+            print(f"[train] resumed from {checkpoint} at step {step}", flush=True)
+
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1, default=str))
+    if recipe.log_with and getattr(accelerator, "log_with", None):
+        accelerator.init_trackers("tensorboard", config={"name": recipe.name, "branch": branch})
+
+    total = optim.max_epoch * optim.iters_per_epoch
+    stop = min(total, max_steps) if max_steps is not None else total
+    save_every = recipe.save_every_steps or optim.iters_per_epoch
+    params = [p for p in model.parameters() if p.requires_grad]
+    result = TrainResult(steps=step, trainable_params=count, lora_params=lora_count,
+                         resumed_from=str(checkpoint) if checkpoint else None)
+    t_loop = time.perf_counter()
+    bar = tqdm(total=stop, initial=step, disable=not (main and progress), desc=recipe.name, dynamic_ncols=True)
+    while step < stop:
+        lr = scheduler.get_last_lr()[0]
+        step_loss = 0.0
+        for _ in range(optim.grad_accum):
+            batch = next(batches)
+            with accelerator.accumulate(loss_module):
+                loss = loss_module(batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and optim.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, optim.max_grad_norm)
+                optimizer_p.step()
+                optimizer_p.zero_grad(set_to_none=True)
+            step_loss += loss.detach().float() / optim.grad_accum
+        scheduler.step()
+        step += 1
+        mean_loss = float(accelerator.reduce(step_loss, reduction="mean")) if world > 1 else float(step_loss)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"step {step}: loss is {mean_loss}")
+        result.losses.append(mean_loss)
+        if accelerator.trackers:
+            accelerator.log({"train/loss": mean_loss, "train/lr": lr,
+                             "train/epoch": (step - 1) // optim.iters_per_epoch}, step=step)
+        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+        bar.update(1)
+        if step % save_every == 0 or step == stop:
+            save(out, step, model, optimizer_p, scheduler, batches, recipe, world, main, checkpoint_base=recipe.model)
+        if kill_after_step is not None and step == kill_after_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+    bar.close()
+    result.train_seconds = time.perf_counter() - t_loop
+    result.steps = step
+
+    if export and step >= total:
+        accelerator.wait_for_everyone()
+        if main:
+            result.final_dir, result.official_path = (str(p) for p in export_final(model, out, branch))
+            print(f"[train] wrote {result.final_dir} and {result.official_path}", flush=True)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    result.seconds = time.perf_counter() - t0
+    result.model = model
+    return result
+
+
+def save(out: Path, step: int, model: nn.Module, optimizer, scheduler, batches: BatchSource, recipe: TrainRecipe,
+         world: int, main: bool, checkpoint_base: str) -> None:
+    """Gather every rank's RNG and data state, rank 0 writes the checkpoint, everyone waits for it."""
+    rng = D.gather_objects(D.rng_state())
+    data = D.gather_objects(batches.state_dict())
+    if main:
+        resume = {"step": step, "epoch": step // recipe.optim.iters_per_epoch, "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict(), "rng": rng, "data": data, "world_size": world}
+        meta = {"recipe": recipe.name, "branch": recipe.branch, "base_model": str(Path(checkpoint_base).resolve()),
+                "lora": dataclasses.asdict(recipe.lora) if recipe.lora else None}
+        ckpt.save_checkpoint(out, step, model, resume, meta, keep_last=recipe.keep_last)
+    D.barrier()
+
+
+def export_final(model: nn.Module, out: Path, branch: Branch) -> tuple[Path, Path]:
+    """`<out>/final/` full model folder (LoRA merged) + `<out>/final/videollama_<branch>.pth` (official layout).
+
+    With LoRA the adapters are merged into `model.llm` (in place: the model's LLM is the merged one afterwards).
+    """
+    from videollama.checkpoint.convert import export_official
+
+    llm = model.llm
+    if hasattr(llm, "merge_and_unload"):
+        model.llm = llm.merge_and_unload()
+    folder = model.save_pretrained(out / FINAL_DIR, overwrite=True)
+    official = export_official(model, folder / f"videollama_{branch}.pth", branch)
+    return folder, official
+
