@@ -109,19 +109,38 @@ def decode_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int, int]:
                 s.discard = type(s.discard).all
         chunks: list[np.ndarray] = []
         rate = stream.codec_context.sample_rate or stream.rate
+        cc = stream.codec_context
+        # Decoded frames are appended to an AudioFifo (a C-side copy) and converted to numpy once per run of
+        # frames with the same format/layout/rate, instead of once per frame (~25k frames for 10 min of AAC).
+        fifo = av.AudioFifo()
+
+        def drain() -> None:
+            nonlocal fifo
+            if fifo.samples:
+                chunk = _to_float32_planar(fifo.read())
+                if chunks and chunk.shape[0] != chunks[0].shape[0]:
+                    raise NoAudioError(f"{p}: audio channel count changes mid-stream; audio is skipped")
+                chunks.append(chunk)
+            fifo = av.AudioFifo()
+
         try:
             for packet in container.demux(stream):
                 try:
-                    frames = packet.decode()
+                    frames = cc.decode(packet)
                 except av.error.InvalidDataError as exc:
                     log.debug("%s: skipping undecodable audio packet (%s)", p, exc)
                     continue
                 for frame in frames:
-                    chunk = _to_float32_planar(frame)
-                    if chunks and chunk.shape[0] != chunks[0].shape[0]:
-                        raise NoAudioError(f"{p}: audio channel count changes mid-stream; audio is skipped")
+                    if not frame.samples:
+                        continue
                     rate = frame.sample_rate or rate
-                    chunks.append(chunk)
+                    frame.pts = None  # the fifo only concatenates; it would reject timestamp gaps
+                    try:
+                        fifo.write(frame)
+                    except ValueError:  # format, layout or rate changed: start a new run
+                        drain()
+                        fifo.write(frame)
+            drain()
         except av.error.FFmpegError as exc:
             raise decode_error(p, "audio", exc) from exc
         if not chunks:

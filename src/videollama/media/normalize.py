@@ -17,7 +17,7 @@ def normalize_frames(frames_u8: np.ndarray | torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(frames_u8)
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
         raise ValueError(f"expected uint8 (T, H, W, 3) frames, got {tuple(t.shape)} {t.dtype}")
-    x = t.permute(3, 0, 1, 2).float() / 255.0
+    x = t.permute(3, 0, 1, 2).float()  # a fresh float32 tensor: the three steps below edit it in place
     mean = torch.tensor(CLIP_MEAN, dtype=torch.float32)[:, None, None, None]
     std = torch.tensor(CLIP_STD, dtype=torch.float32)[:, None, None, None]
-    return (x - mean) / std
+    return x.div_(255.0).sub_(mean).div_(std)  # same float32 ops as (x / 255 - mean) / std, no temporaries

@@ -5,7 +5,9 @@
 * Pixels: FFmpeg filter graph ``[transpose,]scale=W:H:flags=bilinear`` to rgb24, the same swscale path decord uses
   (PyAV's ``VideoFrame.reformat`` uses different swscale settings and is not bit-exact).
 * Access: keyframe seek + decode forward; skipped frames are never converted, and only the sampled frames are kept,
-  so memory does not grow with the length of the video.
+  so memory does not grow with the length of the video. For H.264/HEVC, packets of frames we do not keep are sent
+  with ``skip_frame=NONREF`` so the decoder drops the non-reference ones (B-frames) without decoding them; the
+  reference frames are all decoded, so the kept frames are bit-identical (tests/media/test_speedups.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import av.filter
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SIZE: tuple[int, int] = (224, 224)  # (height, width)
 _IMAGE_DEMUXERS = ("image2", "_pipe")
+# Decoders whose ``skip_frame=NONREF`` drops only pictures that no other picture predicts from (checked
+# bit-exact against a full decode: tests/media/test_speedups.py::test_nonref_skip_is_exact).
+_NONREF_SKIP_CODECS = frozenset({"h264", "hevc"})
 
 
 @dataclass
@@ -213,9 +218,21 @@ class _Reader:
         self.stream.codec_context.flush_buffers()
         self.seeks += 1
 
-    def frames(self) -> Iterator[av.VideoFrame]:
+    def frames(self, needed: Callable[[av.Packet], bool] | None = None) -> Iterator[av.VideoFrame]:
+        """Decoded frames from the current position. With ``needed``, packets for which it returns False are
+        decoded with ``skip_frame=NONREF``: the decoder drops them when no other frame references them (their
+        pictures are never output, every reference picture is still decoded, so kept frames are unchanged)."""
+        cc = self.stream.codec_context
+        skipping = False
+        if needed is not None:
+            cc.skip_frame = "DEFAULT"
         try:
             for packet in self.container.demux(self.stream):
+                if needed is not None:
+                    skip = not needed(packet)
+                    if skip != skipping:
+                        cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                        skipping = skip
                 try:
                     decoded = packet.decode()
                 except av.error.InvalidDataError as exc:  # one bad packet: keep going, like FFmpeg does
@@ -235,11 +252,13 @@ def read_frames(
     size: tuple[int, int] = DEFAULT_SIZE,
     threads: int = 0,
     allow_seek: bool = True,
+    skip_nonref: bool = True,
 ) -> tuple[np.ndarray, int, dict]:
     """Decode the frames at ``indices`` (presentation-order numbers) scaled to ``size``; uint8 ``(T, H, W, 3)``.
 
     Returns ``(frames, rotation, stats)``. Seeks to the keyframe before a target when the frames in between
-    would otherwise have to be decoded; otherwise decodes forward. Skipped frames are not converted.
+    would otherwise have to be decoded; otherwise decodes forward. Skipped frames are not converted, and for
+    H.264/HEVC the non-reference ones among them are not even decoded (``skip_nonref``).
     """
     p = check_path(path)
     idx = index if index is not None else index_video(p)
@@ -248,7 +267,7 @@ def read_frames(
         raise ValueError(f"{p}: frame index out of range 0..{idx.vlen - 1}: {wanted}")
     if not wanted:
         return np.zeros((0, size[0], size[1], 3), np.uint8), 0, {"decoded": 0, "seeks": 0}
-    got, rotation, stats = _decode_targets(p, idx, wanted, size, threads, allow_seek and idx.has_pts)
+    got, rotation, stats = _decode_targets(p, idx, wanted, size, threads, allow_seek and idx.has_pts, skip_nonref)
     missing = [t for t in wanted if t not in got]
     if missing:
         raise CorruptMediaError(
@@ -259,7 +278,8 @@ def read_frames(
 
 
 def _decode_targets(
-    p: Path, idx: VideoIndex, wanted: list[int], size: tuple[int, int], threads: int, seek: bool
+    p: Path, idx: VideoIndex, wanted: list[int], size: tuple[int, int], threads: int, seek: bool,
+    skip_nonref: bool = True,
 ) -> tuple[dict[int, np.ndarray], int, dict]:
     rank_of = {int(v): r for r, v in enumerate(idx.pts_sorted)} if idx.has_pts else {}
     wanted_set = set(wanted)
@@ -270,6 +290,20 @@ def _decode_targets(
 
     def rank(frame: av.VideoFrame, pos: int) -> int:
         return rank_of.get(frame.pts, pos + 1) if frame.pts is not None else pos + 1
+
+    def needed(packet: av.Packet) -> bool:
+        r = rank_of.get(packet.pts) if packet.pts is not None else None
+        return r is None or (r in wanted_set and r not in got)
+
+    # Non-reference frames we do not keep are dropped by the decoder (codecs whose NONREF skip only drops
+    # pictures nothing else predicts from; needs packet pts to know which packet holds which frame).
+    skip_nonref = (
+        skip_nonref
+        and idx.has_pts
+        and len(rank_of) == idx.vlen  # every packet pts distinct: a packet's pts names its frame
+        and reader.stream.codec_context.name in _NONREF_SKIP_CODECS
+    )
+    frames_of = (lambda: reader.frames(needed)) if skip_nonref else (lambda: reader.frames())
 
     try:
         gen: Iterator[av.VideoFrame] | None = None
@@ -286,18 +320,18 @@ def _decode_targets(
                     if k < 0:
                         reader.close()
                         reader = _Reader(p, idx.stream_index, threads)
-                        gen, pending, pos = reader.frames(), None, -1
+                        gen, pending, pos = frames_of(), None, -1
                         break
                     kf = idx.key_ranks[k]
                     reader.seek(int(idx.pts_sorted[kf]))
-                    gen = reader.frames()
+                    gen = frames_of()
                     pending = next(gen, None)
                     if pending is not None and rank(pending, kf - 1) <= t:
                         pos = kf - 1
                         break
                     k -= 1
             elif gen is None:
-                gen = reader.frames()
+                gen = frames_of()
             assert gen is not None
             while True:
                 if pending is not None:
