@@ -167,14 +167,14 @@ class VideoLLaMAPipeline:
             st = p.stat()
         except FileNotFoundError as exc:
             raise MediaNotFoundError(f"{p}: file not found") from exc
-        kind = kind or detect_kind(p)
+        # keyed by the requested kind, so a cache hit does not probe the container again (~5-15 ms)
         key = (str(p.resolve()), st.st_size, st.st_mtime_ns, kind, self.n_frames, bool(use_audio))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.cache_hits += 1
                 return self._cache[key]
-        prepared = self._encode(p, kind, use_audio)
+        prepared = self._encode(p, kind or detect_kind(p), use_audio)
         with self._lock:
             self._cache[key] = prepared
             while len(self._cache) > self._cache_size:
