@@ -79,3 +79,29 @@ def test_missing_media(pipe, tmp_path) -> None:
 def test_unknown_setting(pipe, example_video) -> None:
     with pytest.raises(TypeError, match="unknown generation setting"):
         pipe.ask(example_video, "Q", temprature=0.5)
+
+
+def test_prefix_cache_reuse_keeps_answers_identical(pipe, example_video) -> None:
+    """The second question about a file reuses the LLM cache of the media prefix; answers must not change."""
+    pipe._prefix_caches.clear()
+    first = pipe.ask(example_video, "What colour is the square?", greedy=True, max_new_tokens=8)
+    assert len(pipe._prefix_caches) == 1
+    second = pipe.ask(example_video, "What colour is the square?", greedy=True, max_new_tokens=8)
+    assert second == first and len(pipe._prefix_caches) == 1
+    pipe._prefix_caches.clear()
+    chat = pipe.chat(example_video)
+    other = chat.ask("What colour is the square?", greedy=True, max_new_tokens=8, max_length=10_000)
+    assert other == first
+
+
+def test_abandoned_stream_stops_generation(pipe, example_video) -> None:
+    import time
+
+    # min_length keeps the model from stopping on its own: uninterrupted, this takes well over 10 s.
+    stream = pipe.stream(example_video, "Describe.", max_new_tokens=3000, min_length=3000, max_length=10_000, seed=1)
+    next(stream)
+    stream.close()  # the reader goes away
+    t0 = time.perf_counter()
+    with pipe._lock:  # the lock is released once generation has stopped
+        waited = time.perf_counter() - t0
+    assert waited < 3

@@ -6,6 +6,7 @@ tail of row 0 for any of the template's stop sequences (e.g. '###' = [835] or [2
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -38,18 +39,33 @@ class StopOnSequences(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class StopOnEvent(StoppingCriteria):
+    """Stop every row once `event` is set (a client disconnected, the user pressed Ctrl-C)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 def generate_ids(
     llm: torch.nn.Module,
     inputs_embeds: torch.Tensor,
     stop_sequences: Sequence[Sequence[int]] = (),
     attention_mask: torch.Tensor | None = None,
     per_row: bool = False,
+    stop_event: threading.Event | None = None,
     **generate_kwargs,
 ) -> torch.Tensor:
     """Run `llm.generate(inputs_embeds=...)` and return only the new token ids (B, n)."""
-    criteria = StoppingCriteriaList([StopOnSequences(stop_sequences, per_row)]) if stop_sequences else None
+    criteria = StoppingCriteriaList()
+    if stop_sequences:
+        criteria.append(StopOnSequences(stop_sequences, per_row))
+    if stop_event is not None:
+        criteria.append(StopOnEvent(stop_event))
     if attention_mask is None:
         attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
     return llm.generate(
-        inputs_embeds=inputs_embeds, attention_mask=attention_mask, stopping_criteria=criteria, **generate_kwargs
+        inputs_embeds=inputs_embeds, attention_mask=attention_mask, stopping_criteria=criteria or None, **generate_kwargs
     )

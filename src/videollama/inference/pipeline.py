@@ -15,6 +15,7 @@ per file, so further questions about the same file skip the encoders.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -135,6 +136,7 @@ class VideoLLaMAPipeline:
         self._cache: OrderedDict[tuple, PreparedMedia] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.RLock()  # one generation at a time per model (servers queue behind it)
+        self._prefix_caches: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
         self.cache_hits = 0
 
     @classmethod
@@ -183,7 +185,7 @@ class VideoLLaMAPipeline:
 
     @torch.inference_mode()
     def _encode(self, path: Path, kind: MediaKind, use_audio: bool) -> PreparedMedia:
-        from videollama.media import load_audio, load_image, load_video
+        from videollama.media import load_audio, load_image, load_video, load_video_and_audio
 
         model = self.model
         if kind == "image":
@@ -194,16 +196,20 @@ class VideoLLaMAPipeline:
                 raise MediaError(f"{path}: audio-only input needs a model with the audio branch")
             audio = load_audio(path)
             return PreparedMedia(str(path), "audio", ["audio"], {"audio": model.encode_audio(audio.tensor).llm_embeds})
-        clip = load_video(path, n_frames=self.n_frames)
-        embeds = {"video": model.encode_video(clip.tensor).llm_embeds}
+        want_audio = use_audio and model.audio_encoder is not None
         notice = None
         if use_audio and model.audio_encoder is None:
             notice = "audio branch skipped: this model has no audio branch"
-        elif use_audio:
-            try:
-                embeds["audio"] = model.encode_audio(load_audio(path).tensor).llm_embeds
-            except NoAudioError as exc:
-                notice = f"audio branch skipped: {exc}"
+        if want_audio:  # audio and video decode concurrently (PyAV releases the GIL)
+            both = load_video_and_audio(path, n_frames=self.n_frames)
+            clip, audio = both.video, both.audio
+            if both.audio_error is not None:
+                notice = f"audio branch skipped: {both.audio_error}"
+        else:
+            clip, audio = load_video(path, n_frames=self.n_frames), None
+        embeds = {"video": model.encode_video(clip.tensor).llm_embeds}
+        if audio is not None:
+            embeds["audio"] = model.encode_audio(audio.tensor).llm_embeds
         if notice:
             log.warning("%s", notice)
         order = ["audio", "video"] if "audio" in embeds else ["video"]
@@ -261,18 +267,46 @@ class VideoLLaMAPipeline:
             mask[i, width - ctx.shape[1]:] = 1
         return embeds, mask
 
+    def _prefix_cache(self, prefix: torch.Tensor):
+        """A copy of the LLM's key/value cache for `prefix` (1, P, D), computed once per distinct prefix.
+
+        Questions about the same media share everything up to the end of the media embeddings, so a
+        second question skips re-encoding *and* re-prefilling that part (transformers' prefix caching).
+        """
+        key = (prefix.shape[1], float(prefix.float().sum()), float(prefix[0, -1].float().sum()))
+        hit = self._prefix_caches.get(key)
+        if hit is None or not torch.equal(hit[0], prefix):
+            out = self.model.llm(inputs_embeds=prefix, use_cache=True)
+            hit = (prefix.clone(), out.past_key_values)
+            self._prefix_caches[key] = hit
+            while len(self._prefix_caches) > 4:
+                self._prefix_caches.popitem(last=False)
+        self._prefix_caches.move_to_end(key)
+        return copy.deepcopy(hit[1])
+
     @torch.inference_mode()
     def generate(self, contexts: list[torch.Tensor], gen: GenerationSettings, conv: Conversation,
-                 streamer: BaseStreamer | None = None) -> list[list[int]]:
-        """New token ids for each (1, L, D) context (a batch is left-padded; finished rows are trimmed)."""
+                 streamer: BaseStreamer | None = None, prefix_len: int = 0,
+                 stop_event: threading.Event | None = None) -> list[list[int]]:
+        """New token ids for each (1, L, D) context (a batch is left-padded; finished rows are trimmed).
+
+        `prefix_len`: leading positions shared by later questions (media turn); their KV cache is reused.
+        `stop_event`: set it to stop generating early (e.g. the reader of a stream went away).
+        """
         embeds, mask = self._left_pad(contexts, gen)
         stops = stop_sequences(conv, self.tokenizer)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        extra = {}
+        reuse = (len(contexts) == 1 and 0 < prefix_len < embeds.shape[1] and embeds.shape[1] == contexts[0].shape[1]
+                 and gen.num_beams == 1)
         with self._lock:
+            if reuse:
+                extra["cache"] = self._prefix_cache(embeds[:, :prefix_len])
             if gen.seed is not None:
                 torch.manual_seed(gen.seed)
             out = generate_ids(self.model.llm, embeds, stops, attention_mask=mask, streamer=streamer,
-                               pad_token_id=pad, per_row=len(contexts) > 1, **gen.hf_kwargs())
+                               pad_token_id=pad, per_row=len(contexts) > 1, stop_event=stop_event,
+                               **extra, **gen.hf_kwargs())
         rows = []
         for row in out.tolist():
             if len(contexts) > 1:
@@ -301,6 +335,7 @@ class ChatSession:
         self.conv = pipe.new_conversation()
         self.history: list[tuple[str, str]] = []
         self.started = media is None
+        self.prefix_len = 0
         self._system = system
         self._media_order: list[str] = []
         if system is not None:
@@ -334,6 +369,8 @@ class ChatSession:
         """(1, L, D) LLM input for the conversation so far (pending assistant turn included)."""
         segments = build_prompt_segments(self.conv, self.pipe.tokenizer, num_media=len(self._media_order))
         media = [self.media.embeds[name] for name in self._media_order] if self.media else []
+        # Everything up to the end of the last media embedding is shared by later questions.
+        self.prefix_len = sum(len(ids) for ids in segments.ids[: len(media)]) + sum(m.shape[1] for m in media)
         return self.pipe.model.context_embeds([torch.tensor([ids]) for ids in segments.ids], media)
 
     def _finish(self, ids: list[int]) -> str:
@@ -346,7 +383,8 @@ class ChatSession:
     def ask(self, question: str, greedy: bool | None = None, **settings: Any) -> str:
         gen = self.pipe.settings.updated(greedy=greedy, **settings)
         self._prepare_turn(question)
-        ids = self.pipe.generate([self.context_embeds()], gen, conv=self.conv)[0]
+        context = self.context_embeds()
+        ids = self.pipe.generate([context], gen, conv=self.conv, prefix_len=self.prefix_len)[0]
         return self._finish(ids)
 
     def stream(self, question: str, greedy: bool | None = None, **settings: Any) -> Iterator[str]:
@@ -355,11 +393,13 @@ class ChatSession:
         self._prepare_turn(question)
         context = self.context_embeds()
         streamer = _TokenQueue()
+        stop = threading.Event()
         result: dict[str, Any] = {}
 
         def work() -> None:
             try:
-                result["ids"] = self.pipe.generate([context], gen, conv=self.conv, streamer=streamer)[0]
+                result["ids"] = self.pipe.generate([context], gen, conv=self.conv, streamer=streamer,
+                                                   prefix_len=self.prefix_len, stop_event=stop)[0]
             except BaseException as exc:  # surfaced in the consumer thread
                 result["error"] = exc
                 streamer.end()
@@ -368,15 +408,19 @@ class ChatSession:
         thread.start()
         ids: list[int] = []
         shown = ""
-        while True:
-            item = streamer.queue.get()
-            if item is None:
-                break
-            ids.extend(item)
-            text = _visible_text(ids, self.pipe.tokenizer, self.conv)
-            if len(text) > len(shown) and text.startswith(shown):
-                yield text[len(shown):]
-                shown = text
+        try:
+            while True:
+                item = streamer.queue.get()
+                if item is None:
+                    break
+                ids.extend(item)
+                text = _visible_text(ids, self.pipe.tokenizer, self.conv)
+                if len(text) > len(shown) and text.startswith(shown):
+                    yield text[len(shown):]
+                    shown = text
+        finally:  # the reader went away (Ctrl-C, client disconnect): stop generating, free the model
+            if thread.is_alive():
+                stop.set()
         thread.join()
         if "error" in result:
             raise result["error"]

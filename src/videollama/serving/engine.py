@@ -166,7 +166,7 @@ def _run_turn(pipe: VideoLLaMAPipeline, job: TurnJob, emit: Callable[[Event], No
 
     sink = _TokenSink(job.cancel, on_ids if (job.stream or stops) else None)
     try:
-        ids = pipe.generate([context], gen, conv=session.conv, streamer=sink)[0]
+        ids = pipe.generate([context], gen, conv=session.conv, streamer=sink, prefix_len=session.prefix_len)[0]
     except _Abort:
         if not sink.stopped:  # cancelled: nobody is listening any more
             return
