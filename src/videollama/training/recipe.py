@@ -150,7 +150,9 @@ def apply_override(data: dict[str, Any], item: str, where: str) -> None:
         if isinstance(node, list):
             node = node[int(part)]
         else:
-            node = node.setdefault(part, {})
+            if not isinstance(node.get(part), (dict, list)):  # absent or null (e.g. `lora: null`)
+                node[part] = {}
+            node = node[part]
     last = parts[-1]
     if isinstance(node, list):
         node[int(last)] = value
