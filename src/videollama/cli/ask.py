@@ -13,29 +13,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
 from typing import Any
+
+from videollama.cli.argtypes import non_negative_int as _non_negative_int
+from videollama.cli.argtypes import positive_float as _positive_float
+from videollama.cli.argtypes import positive_int as _positive_int
 
 
 # ---- shared options ------------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
 
 
 def _probability(text: str) -> float:
