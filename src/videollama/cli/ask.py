@@ -13,7 +13,6 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-
 from typing import Any
 
 from videollama.cli.argtypes import non_negative_int as _non_negative_int
