@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cache-features": ("cache_features", "precompute the frozen encoders' outputs for faster training"),
     "eval": ("eval", "evaluate on a benchmark (MSVD/MSRVTT/ActivityNet-QA, MVBench, NExT-QA, world)"),
     "demo-forward": ("demo_forward", "run one forward pass on a video and print every stage (smoke test)"),
+    "world": ("world", "generate the synthetic audio-visual world (videos, annotations, question sets)"),
 }
 
 
