@@ -34,3 +34,29 @@ def test_cached_features_give_the_same_loss() -> None:
             direct = batch_loss(model, batch, branch, ids)
             cached = batch_loss(model, {**batch, key: fn(), "pixel_values": None}, branch, ids)
         assert torch.allclose(direct, cached, atol=1e-6), branch
+
+
+def test_audio_visual_branch_splices_audio_then_video() -> None:
+    torch.manual_seed(0)
+    model = VideoLLaMA(load_preset("tiny")).eval()
+    cfg = model.config
+    s = cfg.vision.image_size
+    video = torch.randn(1, 3, 2, s, s)
+    audio = torch.randn(1, 3, 1, cfg.audio_encoder.num_mel_bins, cfg.audio_encoder.target_length)
+    n_a, n_v = cfg.audio_qformer.num_query_tokens, cfg.video_qformer.num_query_tokens
+    ids = [1, 5] + [600] * n_a + [6, 7] + [600] * n_v + [8, 9]
+    batch = {"task": "instruct", "pixel_values": video, "audio_values": audio, "input_ids": torch.tensor([ids]),
+             "labels": torch.tensor([[-100] * (len(ids) - 2) + [8, 9]]), "attention_mask": torch.ones(1, len(ids))}
+    counts = {branch: set_trainable(model, branch) for branch in ("al", "vl", "av")}
+    assert counts["av"] == counts["al"] + counts["vl"]
+    with torch.no_grad():
+        loss = batch_loss(model, batch, "av", TokenIds(bos=1, pad=0, media=600))
+        a = model.encode_audio(audio).llm_embeds
+        v = model.encode_video(video).llm_embeds
+        embeds = model.instruct_inputs([a, v], batch["input_ids"], 600)
+    assert torch.isfinite(loss)
+    assert torch.equal(embeds[0, 2:2 + n_a], a[0]) and torch.equal(embeds[0, 4 + n_a:4 + n_a + n_v], v[0])
+    import pytest
+
+    with pytest.raises(ValueError, match=rf"expected {n_v} \+ {n_a} consecutive media placeholder tokens, found {n_a} \+ {n_v}"):
+        model.instruct_inputs([v, a], batch["input_ids"], 600)

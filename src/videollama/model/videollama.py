@@ -35,6 +35,20 @@ class MediaEmbeddings:
     intermediates: dict[str, torch.Tensor]
 
 
+def _runs(flags: torch.Tensor) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool tensor, in order."""
+    runs: list[int] = []
+    previous = False
+    for flag in flags.tolist():
+        if flag:
+            if previous:
+                runs[-1] += 1
+            else:
+                runs.append(1)
+        previous = flag
+    return runs
+
+
 def build_llm(cfg: VideoLLaMAConfig) -> PreTrainedModel:
     """An untrained causal LM of the configured architecture (weights come from `load_pretrained`)."""
     hf = dict(cfg.llm.hf_config)
@@ -191,6 +205,12 @@ class VideoLLaMA(nn.Module):
                             "imagebind_embed": embeds}
         return embeds
 
+    def audio_clip_embeddings(self, audio: torch.Tensor) -> torch.Tensor:
+        """Frozen half of the AL branch on real audio: (B, S, 1, mel, frames) -> ImageBind audio embeddings (B, S, O)."""
+        encoder = self._require_audio()
+        b, s = audio.shape[:2]
+        return encoder(audio.to(device=self.device, dtype=self.dtype).flatten(0, 1)).view(b, s, -1)
+
     def audio_from_embeddings(self, embeds: torch.Tensor) -> MediaEmbeddings:
         """Trainable part of the AL branch: (B, S, O) ImageBind embeddings -> (B, Q_audio, D)."""
         self._require_audio()
@@ -230,18 +250,26 @@ class VideoLLaMA(nn.Module):
         labels = torch.cat([torch.full((b, 1 + n), IGNORE_INDEX, dtype=torch.long, device=dev), text_labels], dim=1)
         return embeds, mask, labels
 
-    def instruct_inputs(self, media: torch.Tensor, input_ids: torch.Tensor, media_token_id: int) -> torch.Tensor:
-        """Instruction path: each row holds N consecutive `<ImageHere>` ids that the media tokens replace."""
+    def instruct_inputs(self, media: torch.Tensor | list[torch.Tensor], input_ids: torch.Tensor,
+                        media_token_id: int) -> torch.Tensor:
+        """Instruction path: each row holds runs of consecutive `<ImageHere>` ids that media tokens replace.
+
+        `media` is one (B, N, D) tensor (official: one run of N), or a list of them in prompt order
+        (our audio+video extension: e.g. a run of 8 audio tokens, then a run of 32 video tokens).
+        """
+        media = [media] if isinstance(media, torch.Tensor) else list(media)
+        want = [m.shape[1] for m in media]
         input_ids = input_ids.to(self.device)
         is_media = input_ids == media_token_id
-        n = media.shape[1]
-        counts = is_media.sum(dim=1)
-        for row, count in enumerate(counts.tolist()):
-            positions = is_media[row].nonzero().flatten()
-            if count != n or (count and int(positions[-1] - positions[0]) != n - 1):
-                raise ValueError(f"row {row}: expected {n} consecutive media placeholder tokens, found {count}")
+        for row in range(input_ids.shape[0]):
+            runs = _runs(is_media[row])
+            if runs != want:
+                expected = " + ".join(str(n) for n in want)
+                found = " + ".join(str(n) for n in runs) or "none"
+                raise ValueError(f"row {row}: expected {expected} consecutive media placeholder tokens, found {found}")
         embeds = self.embed_tokens(input_ids.masked_fill(is_media, 0))
-        return embeds.masked_scatter(is_media.unsqueeze(-1), media.to(embeds.dtype))
+        merged = torch.cat([m.to(embeds.dtype) for m in media], dim=1)
+        return embeds.masked_scatter(is_media.unsqueeze(-1), merged)
 
     def lm_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean shifted cross-entropy of the LLM over labels != -100."""
