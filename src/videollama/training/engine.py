@@ -7,6 +7,11 @@
 * AdamW with the official weight-decay groups and the official warmup + cosine LR per *global* step
   (quirk 31 FIX; `schedule.py`);
 * optional LoRA / QLoRA adapters on the LLM through peft (they train and are checkpointed too);
+* `strategy: fsdp` (several processes): FSDP2 `fully_shard` of the frozen LLM and frozen encoders, each rank
+  holding 1/world of those weights, while the small trainable modules stay replicated plain tensors whose
+  gradients are averaged like DDP (`distributed.shard_frozen_fsdp2`); checkpoints / resume are unchanged;
+* mixed precision: `precision: bf16` runs the forward under autocast (CPU and GPU), trainable master weights and
+  optimizer state stay fp32; `fp16` (autocast + GradScaler) is GPU-only: a clear ConfigError on CPU;
 * trainable-only checkpoints + a resume file, atomic, keep-last-k (`checkpointing.py`), exact resume
   (model, optimizer, scheduler, step, every rank's RNG and data-iterator state);
 * the final export: `<output_dir>/final/` (a complete model folder, `VideoLLaMA.from_pretrained` loads it;
@@ -141,11 +146,18 @@ def apply_lora(model: nn.Module, recipe: TrainRecipe) -> int:
 
 
 def enable_gradient_checkpointing(model: nn.Module) -> None:
-    """EVA blocks (`.gradient_checkpointing`), the HF Q-Formers and the LLM recompute activations in backward."""
+    """EVA blocks (`.gradient_checkpointing`), the HF Q-Formers and the LLM recompute activations in backward.
+
+    HF layers checkpoint only while `layer.training` is set; frozen modules run in eval mode (and everything does
+    with `no_dropout`), so `checkpointing_layers_on` (called by `train`) sets that flag on the checkpointing layers
+    alone (their submodules keep their mode: no dropout is switched on)."""
     for module in model.modules():
         if hasattr(module, "gradient_checkpointing_enable") and module is not model:
             try:
-                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                if hasattr(module, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+                    module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                else:
+                    module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             except (ValueError, TypeError):
                 pass
         elif isinstance(getattr(module, "gradient_checkpointing", None), bool):
@@ -160,6 +172,19 @@ def _train_mode(model: nn.Module, branch: Branch) -> None:
     for name, module in model.named_modules():
         if "lora_dropout" in name:
             module.train()
+
+
+def checkpointing_layers_on(model: nn.Module) -> int:
+    """Set `training` (non-recursively) on every HF layer with gradient checkpointing enabled, so it recomputes
+    in backward even inside an eval-mode (frozen) module; returns how many layers checkpoint."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
+            module.training = True
+            n += 1
+    return n
 
 
 def init_llama_proj(model: nn.Module, path: str) -> None:
@@ -227,8 +252,13 @@ def _accelerator(recipe: TrainRecipe, out: Path):
         except ImportError:
             print(f"[train] logger '{name}' is not installed; skipped", file=sys.stderr)
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[recipe.precision]
-    if precision == "fp16" and not torch.cuda.is_available():
+    if precision == "fp16" and not torch.cuda.is_available():  # an error, not a silent fp32 run
         raise ConfigError("precision fp16 (GradScaler) needs a GPU; use bf16 or fp32 on CPU")
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state  # a process-wide singleton: a later in-process train() (tests, notebooks)
+    if state and str(state.get("_mixed_precision", precision)) != precision:  # with another precision must reset it
+        AcceleratorState._reset_state()  # (the process group, kept in PartialState, stays)
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision,
                        gradient_accumulation_steps=recipe.optim.grad_accum, log_with=trackers or None,
                        project_dir=str(out), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
@@ -281,10 +311,29 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
         model.eval()
     else:
         _train_mode(model, branch)
+    if recipe.gradient_checkpointing:
+        checkpointing_layers_on(model)
     optim = recipe.optim
-    optimizer = build_optimizer(model, optim)
-    scheduler = OfficialLRScheduler(optimizer, optim)
-    loss_module, optimizer_p = accelerator.prepare(BranchLoss(model, branch, ids), optimizer)
+    fsdp = recipe.strategy == "fsdp" and world > 1
+    if recipe.strategy == "fsdp" and world == 1 and main:
+        print("[train] strategy fsdp with one process: nothing to shard, training unsharded", file=sys.stderr)
+    if fsdp:
+        if recipe.lora is not None and recipe.lora.quantize_4bit:
+            raise ConfigError("strategy fsdp does not support QLoRA (4-bit LLM); use strategy ddp")
+        loss_module = BranchLoss(model, branch, ids)
+        sharded = D.shard_frozen_fsdp2(loss_module, model, accelerator.device)
+        D.broadcast_params([p for p in model.parameters() if p.requires_grad])  # what DDP does at construction
+        if main:
+            local, full = D.sharded_numel(model)
+            print(f"[train] FSDP2 over {world} ranks: sharded {', '.join(sharded)} (this rank holds {local:,} of "
+                  f"{full:,} frozen weights); trainable modules replicated", flush=True)
+        optimizer = build_optimizer(model, optim)
+        scheduler = OfficialLRScheduler(optimizer, optim)
+        optimizer_p = accelerator.prepare(optimizer)  # the model is not prepared: no DDP; autocast in the loop
+    else:
+        optimizer = build_optimizer(model, optim)
+        scheduler = OfficialLRScheduler(optimizer, optim)
+        loss_module, optimizer_p = accelerator.prepare(BranchLoss(model, branch, ids), optimizer)
     batches = (data_factory or default_data_factory)(recipe, tokenizer, model.config, rank, world)
 
     step = 0
@@ -323,8 +372,15 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
         for _ in range(optim.grad_accum):
             batch = next(batches)
             with accelerator.accumulate(loss_module):
-                loss = loss_module(batch)
-                accelerator.backward(loss)
+                if fsdp:  # not prepared by accelerate: autocast here, DDP-style gradient averaging below
+                    with accelerator.autocast():
+                        loss = loss_module(batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        D.all_reduce_grads(params)
+                else:
+                    loss = loss_module(batch)
+                    accelerator.backward(loss)
                 if accelerator.sync_gradients and optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, optim.max_grad_norm)
                 optimizer_p.step()
@@ -351,6 +407,8 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
 
     if export and step >= total:
         accelerator.wait_for_everyone()
+        if fsdp and main:  # the frozen weights are sharded (and unchanged): a plain copy carries the trained ones
+            model = unsharded_copy(recipe, model)
         if main:
             result.final_dir, result.official_path = (str(p) for p in export_final(model, out, branch))
             print(f"[train] wrote {result.final_dir} and {result.official_path}", flush=True)
@@ -359,6 +417,26 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     result.seconds = time.perf_counter() - t0
     result.model = model
     return result
+
+
+def unsharded_copy(recipe: TrainRecipe, model: nn.Module) -> nn.Module:
+    """A plain (unsharded) model for the final export of an FSDP run, without collectives: the recipe's model
+    folder again (frozen weights never change; the frozen-but-sharded ones would need an all-gather), same freezing
+    and LoRA structure, then the trained (replicated, so complete on every rank) parameters copied in."""
+    fresh = load_model(recipe)
+    set_trainable(fresh, recipe.branch)
+    for name in TRAINABLE_MODULES[recipe.branch]:
+        getattr(fresh, name).float()
+    if recipe.lora is not None:
+        apply_lora(fresh, recipe)
+    trained = ckpt.trainable_state(model)
+    params = {n: p for n, p in fresh.named_parameters() if p.requires_grad}
+    if params.keys() != trained.keys():
+        raise RuntimeError(f"FSDP export: trainable parameter names differ ({sorted(params.keys() ^ trained.keys())[:5]})")
+    with torch.no_grad():
+        for name, value in trained.items():
+            params[name].copy_(value)
+    return fresh.eval()
 
 
 def save(out: Path, step: int, model: nn.Module, optimizer, scheduler, batches: BatchSource, recipe: TrainRecipe,

@@ -79,7 +79,7 @@ class TrainRecipe:
 
     name: str
     model: str  # a model folder (from `videollama convert`, or a previous stage) or a preset name
-    branch: Literal["vl", "al"]
+    branch: Literal["vl", "al", "av"]  # "av": both branches on real audio + frames (our extension)
     template: Literal["vicuna", "llama_2"] = "llama_2"
     datasets: tuple[DatasetSpec, ...] = ()
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -87,6 +87,7 @@ class TrainRecipe:
     seed: int = 42
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     gradient_checkpointing: bool = False
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # multi-process: DDP, or FSDP2 sharding of the frozen LLM/encoders
     lora: LoraSpec | None = None
     feature_cache: str | None = None  # folder written by `videollama cache-features`
     feature_cache_dtype: Literal["float32", "float16"] = "float32"
