@@ -117,3 +117,17 @@ def test_lora_trains_adapters_and_keeps_llm_frozen(tiny_model, tmp_path):
     folder, _ = export_final(res.model, out, "vl")
     merged = VideoLLaMA.from_pretrained(folder)
     assert not any("lora" in n for n, _ in merged.named_parameters())
+
+
+def test_export_final_writes_both_official_files_for_audio_visual(tmp_path) -> None:
+    import torch
+
+    from videollama.config import load_preset
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.training.engine import export_final
+
+    torch.manual_seed(0)
+    folder, official = export_final(VideoLLaMA(load_preset("tiny")), tmp_path, "av")
+    assert official.name == "videollama_vl.pth" and (folder / "videollama_al.pth").exists()
+    al = torch.load(folder / "videollama_al.pth", weights_only=True)["model"]
+    assert "audio_query_tokens" in al and "audio_llama_proj.weight" in al

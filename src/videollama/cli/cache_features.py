@@ -1,7 +1,7 @@
 """`videollama cache-features RECIPE.yaml`: precompute the frozen encoder outputs of a recipe's media.
 
 VL recipes store the image Q-Former output per frame (T, 32, Hq); AL recipes the ImageBind vision embedding
-per frame (T, O). Frames use the eval transform (no random crop: training from the cache is un-augmented).
+per frame (T, O); audio-visual ("av") recipes the frame features plus the ImageBind audio embedding per clip. Frames use the eval transform (no random crop: training from the cache is un-augmented).
 See `videollama.training.feature_cache` for which frames are stored and the on-disk format. Point the recipe's
 `feature_cache:` at the output folder (or pass it to `build_training_data`). Re-running resumes.
 """
@@ -44,8 +44,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or recipe.feature_cache or str(Path(recipe.output_dir) / "feature_cache")
     dtype = args.dtype or recipe.feature_cache_dtype
     model = VideoLLaMA.from_pretrained(model_dir, dtype=torch.float32, device=args.device)
-    stats = build_feature_cache(recipe, model, out, dtype=dtype, frame_stride=args.frame_stride,
-                                model_id=str(model_dir.resolve()))
+    if recipe.branch == "av":
+        from videollama.training.data.av_cache import build_av_feature_cache
+
+        stats = build_av_feature_cache(recipe, model, out, dtype=dtype)
+    else:
+        stats = build_feature_cache(recipe, model, out, dtype=dtype, frame_stride=args.frame_stride,
+                                    model_id=str(model_dir.resolve()))
     failed = 0
     for name, st in stats.items():
         print(f"{name}: {st['cached']} cached, {st['skipped_existing']} already cached, {st['failed']} failed")

@@ -457,6 +457,7 @@ def export_final(model: nn.Module, out: Path, branch: Branch) -> tuple[Path, Pat
     """`<out>/final/` full model folder (LoRA merged) + `<out>/final/videollama_<branch>.pth` (official layout).
 
     With LoRA the adapters are merged into `model.llm` (in place: the model's LLM is the merged one afterwards).
+    Branch "av" writes both official files (`videollama_vl.pth`, `videollama_al.pth`); the VL one is returned.
     """
     from videollama.checkpoint.convert import export_official
 
@@ -464,6 +465,6 @@ def export_final(model: nn.Module, out: Path, branch: Branch) -> tuple[Path, Pat
     if hasattr(llm, "merge_and_unload"):
         model.llm = llm.merge_and_unload()
     folder = model.save_pretrained(out / FINAL_DIR, overwrite=True)
-    official = export_official(model, folder / f"videollama_{branch}.pth", branch)
-    return folder, official
+    paths = [export_official(model, folder / f"videollama_{b}.pth", b) for b in (("vl", "al") if branch == "av" else (branch,))]
+    return folder, paths[0]
 

@@ -9,7 +9,13 @@ resumable dataset mixture, and skip-and-count handling of bad samples (quirk 29 
         loss = batch_loss(model, batch, recipe.branch, data.token_ids)
 """
 
-from videollama.training.data.builder import BatchIterator, TrainingData, build_training_data, num_media_tokens
+from videollama.training.data.builder import (
+    BatchIterator,
+    TrainingData,
+    build_training_data,
+    num_audio_tokens,
+    num_media_tokens,
+)
 from videollama.training.data.dataset import SkipCounter, Skipped, TrainingDataset, sample_seed
 from videollama.training.data.mixture import MixturePlan
 from videollama.training.data.records import Issue, Record, read_records
@@ -30,6 +36,7 @@ __all__ = [
     "TrainingDataset",
     "build_training_data",
     "image_train_transform",
+    "num_audio_tokens",
     "num_media_tokens",
     "random_resized_crop_params",
     "read_records",

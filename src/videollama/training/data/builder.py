@@ -18,17 +18,25 @@ from videollama.training.objective import TokenIds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainingData", "BatchIterator", "build_training_data", "num_media_tokens"]
+__all__ = ["TrainingData", "BatchIterator", "build_training_data", "num_media_tokens", "num_audio_tokens"]
 
 MEDIA_KEYS = ("pixel_values", "frame_features", "imagebind_embeds")
 
 
 def num_media_tokens(model_config, branch: str) -> int:
-    """`<ImageHere>` count per media in instruct text: video Q-Former queries (32) for VL, audio (8) for AL."""
-    q = model_config.video_qformer if branch == "vl" else model_config.audio_qformer
+    """`<ImageHere>` count per media in instruct text: video Q-Former queries (32) for VL and for the video run
+    of AV, audio (8) for AL (AV's audio run: `num_audio_tokens`)."""
+    q = model_config.video_qformer if branch in ("vl", "av") else model_config.audio_qformer
     if q is None:
         raise ValueError(f"branch {branch!r}: the model config has no {'video' if branch == 'vl' else 'audio'} Q-Former")
     return int(q.num_query_tokens)
+
+
+def num_audio_tokens(model_config) -> int:
+    """The audio run's `<ImageHere>` count (audio Q-Former queries) for branch "av"."""
+    if model_config.audio_qformer is None:
+        raise ValueError("branch 'av': the model config has no audio Q-Former")
+    return int(model_config.audio_qformer.num_query_tokens)
 
 
 @dataclass
@@ -100,6 +108,9 @@ class TrainingData:
         batch.update(task=ds.task, dataset=name, indices=[s["index"] for s in good],
                      sources=[s["source"] for s in good])
         batch[key] = torch.stack([s[key] for s in good])
+        for audio_key in ("audio_values", "audio_embeds"):  # branch "av": raw clips, or cached with the frames
+            if audio_key in good[0]:
+                batch[audio_key] = torch.stack([s[audio_key] for s in good])
         pad = self.token_ids.pad
         if ds.task == "caption":
             spec = ds.spec
@@ -229,6 +240,7 @@ def build_training_data(recipe, tokenizer, model_config, feature_cache=None, *, 
                          f"recipe trains {recipe.branch}")
     counter = counter if counter is not None else SkipCounter()
     n_media = num_media_tokens(model_config, recipe.branch)
+    n_audio = num_audio_tokens(model_config) if recipe.branch == "av" else 0
     unk = tokenizer.unk_token_id
     pad = unk if unk is not None else tokenizer.pad_token_id
     if pad is None:
@@ -244,7 +256,7 @@ def build_training_data(recipe, tokenizer, model_config, feature_cache=None, *, 
         found = found + mixed
         ds = TrainingDataset(spec, records, tokenizer=tokenizer, template=recipe.template, branch=recipe.branch,
                              num_media_tokens=n_media, instruct_max_len=recipe.instruct_max_len, seed=recipe.seed,
-                             augment=augment, feature_cache=feature_cache, counter=counter)
+                             augment=augment, feature_cache=feature_cache, counter=counter, num_audio_tokens=n_audio)
         for issue in found:
             counter.add(spec.name, issue.reason, issue.source)
         if found:

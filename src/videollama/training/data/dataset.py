@@ -4,10 +4,21 @@ Bad samples (quirk 29 FIX): `load(i)` returns a `Skipped(dataset, reason, source
 and logs one line; `__getitem__` returns None for it (the collate drops Nones). Reasons:
 ``missing_media`` (MediaNotFoundError), ``corrupt_media`` (any other MediaError / decoder failure),
 ``too_short`` (fewer decodable frames than ``n_frames``; official WebVid rejects any clip that is not 8 frames),
-``malformed`` (text cannot be built, e.g. non-alternating llama_2 turns), ``truncated`` (instruct text cut
-inside the media placeholders at ``instruct_max_len``), ``unexpected_error`` (anything else; logged with the
-traceback). There is no random substitute: the batch just gets smaller. Records that are malformed in the
-annotation file never reach the dataset (`records.Issue`, counted once at build time).
+``malformed`` (text cannot be built, e.g. non-alternating llama_2 turns), ``no_audio`` (branch "av" only: the
+media has no usable audio track - an image, a video without an audio stream, or one shorter than 25 ms; such a
+sample is left out rather than trained on silence or with a video-only prompt, see "Audio"), ``truncated``
+(instruct text cut inside the media placeholders at ``instruct_max_len``), ``unexpected_error`` (anything else;
+logged with the traceback). There is no random substitute: the batch just gets smaller. Records that are
+malformed in the annotation file never reach the dataset (`records.Issue`, counted once at build time).
+
+Audio (branch "av", our extension): every video sample also carries its real audio, ``audio_values``
+(S=8, 1, 128, 204) ImageBind fbank clips from `load_audio(path)` (the inference loader, so train and inference
+see the same clips). Instruction text uses the official audio+video first turn (`VIDEO_AUDIO_FIRST_TURN`, what
+`Chat.upload_video_with_audio` / our pipeline sends): its first `<ImageHere>` becomes the audio run (audio
+Q-Former queries, 8) and its second the video run (video queries, 32), then the first question joined with one
+space (as `Chat.ask`), with the empty system text the pipeline uses for audio+video (llama_2) - so training and
+inference prompts are the same. Captions are unchanged (the objective puts [audio, video] tokens in the
+caption prompt's one `<ImageHere>`). Branches "vl" / "al" are untouched (official paths).
 
 Reproducibility: every sample's randomness (frame sampling, crop box, caption prompt) comes from
 `sample_seed(seed, dataset, epoch, index)`, so a sample is the same whoever loads it and whenever.
@@ -27,18 +38,21 @@ from typing import Any
 
 import torch
 
-from videollama.errors import MediaError, MediaNotFoundError
+from videollama.errors import MediaError, MediaNotFoundError, NoAudioError
 from videollama.media import sampling as _sampling
 from videollama.media.image import open_rgb
 from videollama.media.normalize import normalize_frames
 from videollama.media.video import index_video, read_frames, sample_indices
 from videollama.text import IMAGE_PLACEHOLDER, blip_caption, build_instruct_sample, llava_instruct_turns, video_instruct_turns
+from videollama.text.instruct import build_llama2_sample
+from videollama.text.templates import VIDEO_AUDIO_FIRST_TURN
 from videollama.training.data.records import Record
 from videollama.training.data.transforms import image_eval_transform, image_train_transform, video_train_transform
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Skipped", "SkipCounter", "TrainingDataset", "sample_seed", "dataset_task"]
+__all__ = ["Skipped", "SkipCounter", "TrainingDataset", "sample_seed", "dataset_task", "audio_video_first_turn",
+           "load_training_audio"]
 
 CAPTION_FORMATS = ("webvid", "cc_sbu_align")
 INSTRUCT_FORMATS = ("llava_instruct", "videochat_instruct")
@@ -107,6 +121,19 @@ class SkipCounter:
         self.counts = Counter({(d, r): n for d, r, n in state.get("counts", [])})
 
 
+def audio_video_first_turn(n_audio: int, n_video: int) -> str:
+    """The official audio+video first user message with its two `<ImageHere>` expanded: audio run, then video run."""
+    head, mid, tail = VIDEO_AUDIO_FIRST_TURN.split(IMAGE_PLACEHOLDER)
+    return head + IMAGE_PLACEHOLDER * n_audio + mid + IMAGE_PLACEHOLDER * n_video + tail
+
+
+def load_training_audio(path: str) -> torch.Tensor:
+    """(S, 1, 128, 204) ImageBind fbank clips of a file's audio track (the inference loader); NoAudioError if none."""
+    from videollama.media.audio import load_audio
+
+    return load_audio(path).tensor[0]
+
+
 def dataset_task(spec, records: list[Record]) -> str:
     """'caption' or 'instruct' for a dataset (generic formats: from their first record)."""
     if spec.format in CAPTION_FORMATS:
@@ -128,14 +155,19 @@ class TrainingDataset(torch.utils.data.Dataset):
 
     def __init__(self, spec, records: list[Record], *, tokenizer, template: str, branch: str, num_media_tokens: int,
                  instruct_max_len: int = 512, seed: int = 42, augment: bool = True, feature_cache=None,
-                 counter: SkipCounter | None = None):
+                 counter: SkipCounter | None = None, num_audio_tokens: int = 0):
         self.spec = spec
         self.name = spec.name
         self.records = records
         self.tokenizer = tokenizer
         self.template = template
         self.branch = branch
-        self.num_media_tokens = int(num_media_tokens)
+        self.num_media_tokens = int(num_media_tokens)  # the video (or image / AL audio) run
+        self.with_audio = branch == "av"  # real audio + the audio+video prompt (see the module doc)
+        self.num_audio_tokens = int(num_audio_tokens)
+        self._cached_audio: torch.Tensor | None = None  # set by _from_cache (av) for the sample being loaded
+        if self.with_audio and self.num_audio_tokens < 1:
+            raise ValueError("branch 'av' needs num_audio_tokens (the audio Q-Former's query count)")
         self.instruct_max_len = int(instruct_max_len)
         self.seed = int(seed)
         self.augment = augment
@@ -163,24 +195,53 @@ class TrainingDataset(torch.utils.data.Dataset):
         seed = sample_seed(self.seed, self.name, self.epoch if epoch is None else epoch, index)
         try:
             key, media, indices, fps = self._media(rec, seed, force_pixels)
+            audio_key, audio = "audio_values", None
+            if self.with_audio:
+                if key == "frame_features":  # served from the av cache: its audio entry too (checked there)
+                    audio_key, audio, self._cached_audio = "audio_embeds", self._cached_audio, None
+                else:
+                    audio = self._audio(rec)
             text = self._text(rec, indices, fps)
         except _Skip as s:
             return self._skip(s.reason, rec, s.message)
         except MediaNotFoundError as exc:
             return self._skip("missing_media", rec, str(exc))
+        except NoAudioError as exc:
+            return self._skip("no_audio", rec, str(exc))
         except MediaError as exc:
             return self._skip("corrupt_media", rec, str(exc))
         except Exception as exc:  # noqa: BLE001 - counted + logged with traceback, never silent
             log.exception("dataset %s: unexpected error on %s", self.name, rec.source)
             return self._skip("unexpected_error", rec, f"{type(exc).__name__}: {exc}")
-        return {"task": self.task, "dataset": self.name, "index": index, "seed": seed, "source": rec.source,
-                key: media, **text}
+        out = {"task": self.task, "dataset": self.name, "index": index, "seed": seed, "source": rec.source,
+               key: media, **text}
+        if audio is not None:
+            out[audio_key] = audio
+        return out
 
     def _skip(self, reason: str, rec: Record, message: str) -> Skipped:
         s = Skipped(self.name, reason, rec.source, message.splitlines()[0] if message else "")
         self.counter.add(self.name, reason, rec.source)
         log.warning("skip %s sample %s (%s): %s", self.name, rec.source, reason, s.message)
         return s
+
+    def _audio(self, rec: Record) -> torch.Tensor:
+        """Branch "av": the record's real audio clips (S, 1, 128, 204); images have none (skipped: no_audio)."""
+        if rec.kind != "video":
+            raise NoAudioError(f"{rec.media}: an image has no audio (branch 'av' trains on videos with sound)")
+        if rec.member:
+            ext = os.path.splitext(rec.member)[1]
+            with open(rec.media, "rb") as fh:
+                fh.seek(rec.offset)
+                data = fh.read(rec.size)
+            fd, tmp = tempfile.mkstemp(suffix=ext, prefix="vllama-wds-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                return load_training_audio(tmp)
+            finally:
+                os.unlink(tmp)
+        return load_training_audio(rec.media)
 
     def _media(self, rec: Record, seed: int, force_pixels: bool):
         """-> (batch key, tensor, frame indices, fps)."""
@@ -230,7 +291,14 @@ class TrainingDataset(torch.utils.data.Dataset):
         entry = self.cache.lookup(cache_key(self.name, rec, self.spec.media_root), media_stat(rec))
         if entry is None:
             return None
-        key = "frame_features" if self.branch == "vl" else "imagebind_embeds"
+        key = "frame_features" if self.branch in ("vl", "av") else "imagebind_embeds"
+        if self.branch == "av":  # frames and audio both from the cache, or neither (av_cache.py)
+            from videollama.training.data.av_cache import AUDIO_SUFFIX
+
+            audio = self.cache.lookup(entry.key + AUDIO_SUFFIX, media_stat(rec))
+            if audio is None or rec.kind != "video":
+                return None
+            self._cached_audio = self.cache.load(audio)
         if rec.kind == "image":
             return key, self.cache.load(entry, [0]), [0], 1.0
         n = self.spec.n_frames
@@ -257,6 +325,8 @@ class TrainingDataset(torch.utils.data.Dataset):
                 raise _Skip("malformed", "a caption dataset record has no caption")
             cap = blip_caption(rec.caption.strip()) if self.spec.format == "webvid" else rec.caption
             return {"caption": cap}
+        if self.with_audio:
+            return self._audio_video_text(rec)
         msg = _sampling.timestamp_message(indices, fps) if rec.kind == "video" and self.spec.timestamp_message else ""
         if rec.qa is not None:
             if rec.kind == "video":
@@ -288,6 +358,42 @@ class TrainingDataset(torch.utils.data.Dataset):
         if len(pos) != n or (pos and pos[-1] - pos[0] != n - 1):
             reason = "truncated" if len(pos) < n and len(ids) >= self.instruct_max_len else "malformed"
             raise _Skip(reason, f"text holds {len(pos)} media placeholder tokens, need {n} consecutive "
+                                f"({len(ids)} tokens, max {self.instruct_max_len})")
+        return {"input_ids": ids, "labels": sample.labels}
+
+
+    def _audio_video_text(self, rec: Record) -> dict[str, Any]:
+        """Branch "av" instruct text: the audio+video first turn + the first question, empty system (inference's)."""
+        if rec.qa is not None:
+            turns = [t for p in rec.qa for t in ({"from": "human", "value": p["q"]}, {"from": "gpt", "value": p["a"]})]
+        elif rec.turns is not None:
+            turns = [{"from": t["from"], "value": t["value"].replace("<video>", "").replace("<image>", "").strip()}
+                     for t in rec.turns]
+        else:
+            raise _Skip("malformed", "an instruct dataset record has no conversations")
+        first = next((i for i, t in enumerate(turns) if t["from"] == "human"), None)
+        if first is None:
+            raise _Skip("malformed", "an instruct dataset record has no human turn")
+        na, nv = self.num_audio_tokens, self.num_media_tokens
+        turns[first] = {"from": "human", "value": audio_video_first_turn(na, nv) + " " + turns[first]["value"]}
+        try:
+            if self.template in ("llama_2", "llama_v2"):
+                sample = build_llama2_sample(turns, self.tokenizer, max_length=self.instruct_max_len, system="")
+            else:
+                sample = build_instruct_sample(turns, self.tokenizer, self.template, max_length=self.instruct_max_len)
+        except (ValueError, KeyError) as exc:
+            raise _Skip("malformed", f"cannot build the {self.template} text: {exc}") from exc
+        ids = sample.input_ids
+        pos = [i for i, t in enumerate(ids) if t == self.media_token_id]
+        runs: list[int] = []
+        for k, p in enumerate(pos):
+            if k and p == pos[k - 1] + 1:
+                runs[-1] += 1
+            else:
+                runs.append(1)
+        if runs != [na, nv]:
+            reason = "truncated" if len(pos) < na + nv and len(ids) >= self.instruct_max_len else "malformed"
+            raise _Skip(reason, f"text holds media placeholder runs {runs}, need [{na}, {nv}] (audio, video) "
                                 f"({len(ids)} tokens, max {self.instruct_max_len})")
         return {"input_ids": ids, "labels": sample.labels}
 

@@ -1,0 +1,215 @@
+"""Learning proof on the synthetic world: train (optional) and evaluate a Video-LLaMA "av" model with ablations.
+
+    python benchmarks/world_learning.py --train --work runs/world          # generate + stage 1 + stage 2 + table
+    python benchmarks/world_learning.py --model runs/world/stage2/final --heldout runs/world/heldout
+
+--train: `world generate` a training world (--n, --seed) and a held-out world (--heldout-n, --heldout-seed,
+--split heldout: another seed and (shape, colour) pairs never seen in training), the model
+(recipes/world/make_model.py), the stage-2 instruction file (recipes/world/prepare_instruct.py), the "av"
+frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
+through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
+
+Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
+(a) the model as trained; (b) frame position embeddings zeroed; (c) the 8 sampled frames shuffled (a fixed
+derangement) before encoding; (d) no audio branch (use_audio=False: the video-only prompt, no audio tokens).
+Prints a markdown table and writes WORK/ablations.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes" / "world"
+KINDS = ("static", "temporal", "audio", "audiovisual")
+ABLATIONS = {"a": "as trained", "b": "no frame position embeddings", "c": "frames shuffled", "d": "no audio branch"}
+SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
+
+
+def _log(msg: str) -> None:
+    print(f"[world_learning] {msg}", file=sys.stderr, flush=True)
+
+
+def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, stage: int, extra=()) -> list[str]:
+    ann = world / "webvid" if stage == 1 else world / "videochat" / "videochat_instruct_all.json"
+    ov = [f"model={model}", f"output_dir={out}", f"datasets.0.annotations={ann}", f"datasets.0.media_root={world / 'videos'}"]
+    if cache is not None:
+        ov.append(f"feature_cache={cache}")
+    return ov + list(extra)
+
+
+def train_stage(recipe_path: Path, overrides: list[str]) -> tuple[Path, dict]:
+    """One recipe through the engine; the final model folder (LoRA merged) is written here (see docs/world.md:
+    the engine's export of the official .pth has no "av" layout yet, so export=False + save_pretrained)."""
+    from videollama.training.engine import FINAL_DIR, train
+    from videollama.training.recipe import TrainRecipe
+
+    recipe = TrainRecipe.from_yaml(recipe_path, overrides)
+    res = train(recipe, resume=False, export=False, progress=False)
+    model = res.model
+    if hasattr(model.llm, "merge_and_unload"):
+        model.llm = model.llm.merge_and_unload()
+    final = model.save_pretrained(Path(recipe.output_dir) / FINAL_DIR, overwrite=True)
+    losses = res.losses
+    k = max(1, len(losses) // 10)
+    info = {"steps": res.steps, "train_s": round(res.train_seconds, 1), "total_s": round(res.seconds, 1),
+            "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4)}
+    _log(f"{recipe.name}: {info}")
+    info["losses"] = [round(x, 4) for x in losses]
+    return Path(final), info
+
+
+def run_training(a) -> dict:
+    from videollama.training.data.av_cache import build_av_feature_cache
+    from videollama.training.recipe import TrainRecipe
+    from videollama.world.generate import WorldOptions, generate_world
+
+    sys.path.insert(0, str(RECIPES))
+    from make_model import make_world_model
+    from prepare_instruct import prepare
+
+    work = Path(a.work)
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    train_w, held_w = work / "train", work / "heldout"
+    generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
+    generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split="heldout"), workers=a.workers,
+                   overwrite=True, progress=None)
+    prepare(train_w, per_record=a.per_record)
+    times["generate_s"] = round(time.perf_counter() - t, 1)
+    model0 = make_world_model(work / "model", seed=a.model_seed)
+    t = time.perf_counter()
+    cache = work / "av_cache"
+    import shutil
+
+    shutil.rmtree(cache, ignore_errors=True)
+    from videollama.model.videollama import VideoLLaMA
+
+    enc = VideoLLaMA.from_pretrained(model0)
+    with _threads(a.threads):
+        for stage, rp in ((1, "stage1_caption.yaml"), (2, "stage2_instruct.yaml")):
+            r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
+            build_av_feature_cache(r, enc, cache)
+    del enc
+    times["cache_s"] = round(time.perf_counter() - t, 1)
+    s1, info1 = train_stage(RECIPES / "stage1_caption.yaml",
+                            recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
+    s2, info2 = train_stage(RECIPES / "stage2_instruct.yaml",
+                            recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2))
+    times["stage1"], times["stage2"] = info1, info2
+    return {"model": str(s2), "heldout": str(held_w), "times": times}
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_tokens: int = 24,
+             limit: int | None = None) -> dict:
+    """Per-kind accuracy of one ablation on the held-out world's questions.jsonl."""
+    from videollama.evaluation.runner import EvalConfig, Evaluation
+    from videollama.inference.pipeline import VideoLLaMAPipeline
+
+    pipe = VideoLLaMAPipeline.from_pretrained(model_dir)
+    model = pipe.model
+    if ablation == "b":
+        with torch.no_grad():
+            model.frame_position_embedding.weight.zero_()
+    if ablation == "c":
+        inner = model.frame_features
+
+        def shuffled(video, *args, **kw):
+            if video.dim() == 5 and video.shape[2] == len(SHUFFLE):
+                video = video[:, :, SHUFFLE]
+            return inner(video, *args, **kw)
+
+        model.frame_features = shuffled
+    cfg = EvalConfig(task="world", data=heldout / "questions.jsonl", media_root=heldout, out=out / ablation,
+                     model=model_dir, generation={"max_new_tokens": max_new_tokens}, use_audio=ablation != "d",
+                     overwrite=True, progress=False, limit=limit, batch_size=16)
+    summary = Evaluation(cfg, pipe=pipe).run()
+    return {"overall": summary["metrics"], "kind": summary["breakdown"].get("kind"), "elapsed_s": summary["elapsed_s"]}
+
+
+def _acc(m) -> float | None:
+    if isinstance(m, dict):
+        for k in ("accuracy", "acc"):
+            if k in m:
+                return float(m[k])
+    return None
+
+
+def table(results: dict) -> str:
+    lines = ["| ablation | overall | " + " | ".join(KINDS) + " |", "|---|---|" + "---|" * len(KINDS)]
+    for ab, r in results.items():
+        kinds = r["kind"] or {}
+        cells = []
+        for k in KINDS:
+            v = _acc(kinds.get(k))
+            cells.append("-" if v is None else f"{v:.1f}")
+        ov = _acc(r["overall"])
+        lines.append(f"| ({ab}) {ABLATIONS[ab]} | {'-' if ov is None else f'{ov:.1f}'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--train", action="store_true", help="generate the worlds and train both stages first")
+    ap.add_argument("--work", default="runs/world", help="working folder (--train)")
+    ap.add_argument("--model", help="trained model folder (without --train)")
+    ap.add_argument("--heldout", help="held-out world folder (without --train)")
+    ap.add_argument("--n", type=int, default=300, help="training videos")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--heldout-n", type=int, default=100)
+    ap.add_argument("--heldout-seed", type=int, default=7)
+    ap.add_argument("--per-record", type=int, default=3)
+    ap.add_argument("--model-seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--stage1", nargs="*", default=[], help="key=value overrides of stage 1")
+    ap.add_argument("--stage2", nargs="*", default=[], help="key=value overrides of stage 2")
+    ap.add_argument("--ablations", default="abcd")
+    ap.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    info: dict = {}
+    if a.train:
+        info = run_training(a)
+        model_dir, heldout = Path(info["model"]), Path(info["heldout"])
+    else:
+        if not (a.model and a.heldout):
+            ap.error("give --train, or --model and --heldout")
+        model_dir, heldout = Path(a.model), Path(a.heldout)
+    info["train_total_s"] = round(time.perf_counter() - t0, 1)
+    work = Path(a.work)
+    results = {}
+    for ab in a.ablations:
+        t = time.perf_counter()
+        results[ab] = evaluate(model_dir, heldout, work / "eval", ab, a.max_new_tokens, a.limit)
+        _log(f"({ab}) {ABLATIONS[ab]}: {round(time.perf_counter() - t, 1)} s")
+    info["total_s"] = round(time.perf_counter() - t0, 1)
+    info["results"] = results
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "ablations.json").write_text(json.dumps(info, indent=1, default=str))
+    print(table(results))
+    print(json.dumps({k: v for k, v in info.items() if k != "results"}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Fast learning-proof pipeline: tiny world, a few steps of both "av" recipes through the engine, eval per kind."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.world_learning.conftest import ROOT, stage_recipe
+
+
+def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path):
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.training.data.av_cache import build_av_feature_cache
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from world_learning import KINDS, RECIPES, evaluate, recipe_overrides, train_stage
+
+    cache = tmp_path / "cache"  # one cache for both stages (same dataset name and media root)
+    build_av_feature_cache(stage_recipe(2, world_dir, world_model, tmp_path / "x"), VideoLLaMA.from_pretrained(world_model),
+                           cache)
+    fast = ["optim.iters_per_epoch=8", "optim.warmup_steps=1", "optim.batch_size=4", "num_workers=0", "instruct_max_len=320"]
+    s1, info1 = train_stage(RECIPES / "stage1_caption.yaml",
+                            recipe_overrides(world_dir, world_model, tmp_path / "s1", cache, 1, fast))
+    s2, info2 = train_stage(RECIPES / "stage2_instruct.yaml", recipe_overrides(world_dir, s1, tmp_path / "s2", cache, 2, fast))
+    for info in (info1, info2):
+        assert info["steps"] == 8
+        losses = info["losses"]
+        assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    for ablation in ("a", "d"):
+        out = evaluate(s2, heldout_dir, tmp_path / "eval", ablation, max_new_tokens=6, limit=8)
+        assert out["overall"]["n"] == 8
+        assert out["kind"] and set(out["kind"]) <= set(KINDS)
+        assert all(0.0 <= m["accuracy"] <= 100.0 for m in out["kind"].values())
