@@ -197,19 +197,24 @@ class VideoLLaMAConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> VideoLLaMAConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: config file not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-        return _from_dict(cls, data, str(path))
+        return _from_dict(cls, read_yaml_mapping(path, "config file"), str(path))
 
     def replace(self, **changes: Any) -> VideoLLaMAConfig:
         return dataclasses.replace(self, **changes)
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; every problem is a one-line ConfigError naming the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: {what} not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def _from_dict(cls: type[T], data: Any, where: str) -> T:

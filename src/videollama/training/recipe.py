@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
-from videollama.config import _from_dict
+from videollama.config import _from_dict, read_yaml_mapping
 from videollama.errors import ConfigError
 
 DatasetFormat = Literal[
@@ -109,14 +109,7 @@ class TrainRecipe:
     def from_yaml(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainRecipe:
         """Read a recipe; `overrides` are `dotted.key=value` strings (value parsed as YAML)."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"{path}: recipe not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = read_yaml_mapping(path, "recipe")
         for item in overrides:
             apply_override(data, item, str(path))
         recipe = _from_dict(cls, data, str(path))
