@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+# Tests write only to temporary folders: the videollama cache (tiny models, the converted SmolLM2 of the default
+# model) goes to a per-session temp folder unless the developer points VIDEOLLAMA_CACHE somewhere on purpose.
+if "VIDEOLLAMA_CACHE" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="videollama-test-cache-")
+    os.environ["VIDEOLLAMA_CACHE"] = _SESSION_CACHE
+    atexit.register(shutil.rmtree, _SESSION_CACHE, ignore_errors=True)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"

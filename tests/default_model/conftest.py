@@ -1,7 +1,7 @@
 """Shared fixtures for the default-model tests.
 
-The SmolLM2 conversion (~20-30 s, once per machine) goes to the normal videollama cache
-($VIDEOLLAMA_CACHE, default ~/.cache/videollama) so later test runs reuse it.
+The SmolLM2 conversion (~20-30 s) goes to $VIDEOLLAMA_CACHE, which tests/conftest.py points at a per-session
+temporary folder (set it yourself to reuse a conversion across runs).
 """
 
 from __future__ import annotations
