@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO_ROOT
+from tests.media.conftest import make_audio, make_video
 
 EXAMPLE = REPO_ROOT / "src" / "videollama" / "assets" / "example.mp4"
 GEN = ["--greedy", "--max-new-tokens", "6", "--device", "cpu"]
@@ -44,35 +44,6 @@ def example_video() -> Path:
     return EXAMPLE
 
 
-def make_silent_video(path: Path, n_frames: int = 12) -> Path:
-    """A small H.264 video without an audio track."""
-    import av
-
-    out = av.open(str(path), "w")
-    stream = out.add_stream("libx264", rate=10)
-    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-    stream.options = {"preset": "ultrafast"}
-    for i in range(n_frames):
-        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 15, np.uint8), format="rgb24")
-        for packet in stream.encode(frame):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
-    return path
-
-
-def make_wav(path: Path, seconds: float = 2.0, rate: int = 16000) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
-
-
 @pytest.fixture(scope="session")
 def media(tmp_path_factory) -> dict[str, Path]:
     """Two copies of the example video, two images, a silent video, a wav and a corrupt file."""
@@ -81,8 +52,8 @@ def media(tmp_path_factory) -> dict[str, Path]:
     shutil.copy(EXAMPLE, d / "b.mp4")
     Image.fromarray(np.full((60, 80, 3), (200, 10, 10), np.uint8)).save(d / "red.png")
     Image.fromarray(np.full((60, 80, 3), (10, 10, 200), np.uint8)).save(d / "blue.png")
-    make_silent_video(d / "silent.mp4")
-    make_wav(d / "tone.wav")
+    make_video(d / "silent.mp4", n_frames=12)  # no audio track
+    make_audio(d / "tone.wav", seconds=2.0, rate=16000, layout="mono")
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
     return {p.stem: p for p in d.iterdir()}
 

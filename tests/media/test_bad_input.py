@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_audio, make_video, pattern
+from tests.media.conftest import make_audio, make_video, pattern
 from videollama.errors import CorruptMediaError, MediaError, MediaNotFoundError, NoAudioError, UnsupportedMediaError
 from videollama.media import load_audio, load_image, load_video, probe
 

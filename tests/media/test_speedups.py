@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import make_video
+from tests.media.conftest import make_video
 from videollama.errors import NoAudioError
 from videollama.media import load_audio, load_video, load_video_and_audio
 from videollama.media import video as V

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_video
+from tests.media.conftest import make_video
 from videollama.media import sampling
 from videollama.media.audio import clip_sample_bounds, clip_timepoints, clips_from_waveform
 from videollama.media.fbank import fbank, mel_banks

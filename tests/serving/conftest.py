@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from tests.conftest import REPO_ROOT  # noqa: E402
+from tests.media.conftest import make_audio, make_video  # noqa: E402
 
 EXAMPLE_VIDEO = REPO_ROOT / "src" / "videollama" / "assets" / "example.mp4"
 
@@ -24,35 +25,6 @@ def serve_pipe(tmp_path_factory):
     return VideoLLaMAPipeline.from_pretrained(folder)
 
 
-def _write_silent_video(path: Path, seconds: float = 1.0, fps: int = 8) -> Path:
-    import av
-
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(int(seconds * fps)):
-            img = np.zeros((48, 64, 3), np.uint8)
-            img[:, : 8 * (i % 8 + 1)] = (200, 30, 30)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
-
-
-def _write_wav(path: Path, seconds: float = 1.0, rate: int = 16000) -> Path:
-    import wave
-
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
-
-
 @pytest.fixture(scope="session")
 def media_root(tmp_path_factory) -> Path:
     """example.mp4 (video + audio), silent.mp4 (no audio track), red.png, tone.wav, broken.mp4, a nested folder."""
@@ -60,9 +32,9 @@ def media_root(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("media-root")
     shutil.copy(EXAMPLE_VIDEO, root / "example.mp4")
-    _write_silent_video(root / "silent.mp4")
+    make_video(root / "silent.mp4", n_frames=8, fps=8)  # no audio track
     Image.fromarray(np.full((40, 60, 3), (200, 10, 10), np.uint8)).save(root / "red.png")
-    _write_wav(root / "tone.wav")
+    make_audio(root / "tone.wav", seconds=1.0, rate=16000, layout="mono")
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
     (root / "sub").mkdir()
     shutil.copy(root / "red.png", root / "sub" / "red copy.png")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -39,19 +37,6 @@ def example_video() -> Path:
 @pytest.fixture(scope="session")
 def silent_video(tmp_path_factory) -> Path:
     """A 2-second video with no audio track at all (written with PyAV)."""
-    import av
+    from tests.media.conftest import make_video
 
-    path = tmp_path_factory.mktemp("webui-media") / "silent.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        stream.codec_context.time_base = Fraction(1, 10)
-        for i in range(20):
-            frame = np.full((48, 64, 3), (i * 11) % 255, np.uint8)
-            frame[:, :16] = (200, 30, 30)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return make_video(tmp_path_factory.mktemp("webui-media") / "silent.mp4", n_frames=20, fps=10)
