@@ -44,6 +44,7 @@ __all__ = [
     "InstructSample",
     "build_vicuna_sample",
     "build_llama2_sample",
+    "build_chat_template_sample",
     "build_instruct_sample",
     "collate_instruct",
     "find_media_span",
@@ -292,18 +293,62 @@ def build_llama2_sample(
     return InstructSample(text=text, input_ids=input_ids, labels=labels)
 
 
+def build_chat_template_sample(
+    turns: Sequence[Mapping[str, str]],
+    tokenizer: TextTokenizer,
+    max_length: int = INSTRUCT_MAX_LENGTH,
+    system: str = "",
+) -> InstructSample:
+    """Instruction sample rendered by the LLM's own chat template (not an official path: for non-LLaMA LLMs).
+
+    The text is exactly what inference renders for the same turns (`hf_chat_template`). Targets are every
+    assistant reply with the template's end-of-turn text after it; everything else is masked. The text is
+    tokenized piece by piece (prompt, reply, prompt, ...), each piece without BOS except the first, which
+    matches tokenizing the whole text because chat templates put special tokens at every piece boundary.
+    """
+    from videollama.text.templates import hf_chat_template
+
+    conv = hf_chat_template(tokenizer, system=system)
+    turns = _llama2_turns(turns)
+    pieces: list[tuple[str, bool]] = []  # (text, is_target)
+    done = ""
+    for t in turns:
+        if t["from"] == "human":
+            conv.append_message(conv.roles[0], t["value"])
+            continue
+        conv.append_message(conv.roles[1], None)
+        prompt = conv.get_prompt()
+        conv.messages[-1][1] = t["value"]
+        full = conv.get_prompt()
+        if not (prompt.startswith(done) and full.startswith(prompt)):
+            raise ValueError("the chat template does not render a conversation as a prefix of its continuation")
+        pieces += [(prompt[len(done):], False), (full[len(prompt):], True)]
+        done = full
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for k, (text, target) in enumerate(pieces):
+        ids = tokenizer.encode(text, add_bos=k == 0)
+        input_ids += ids
+        labels += ids if target else [IGNORE_INDEX] * len(ids)
+    return InstructSample(text=done, input_ids=input_ids[:max_length], labels=labels[:max_length])
+
+
 def build_instruct_sample(
     turns: Sequence[Mapping[str, str]],
     tokenizer: TextTokenizer,
     model_type: str,
     max_length: int = INSTRUCT_MAX_LENGTH,
+    system: str = "",
 ) -> InstructSample:
-    """Dispatch on the official `model_type`: `"vicuna"` or `"llama_v2"` (`"llama_2"` accepted too)."""
+    """Dispatch on the official `model_type`: `"vicuna"` or `"llama_v2"` (`"llama_2"` accepted too), or
+    `"chat_template"` (the LLM's own template; `system` is used only there)."""
     if model_type == "vicuna":
         return build_vicuna_sample(turns, tokenizer, max_length=max_length)
     if model_type in ("llama_v2", "llama_2"):
         return build_llama2_sample(turns, tokenizer, max_length=max_length)
-    raise ValueError(f"unknown instruct model_type {model_type!r}; expected 'vicuna' or 'llama_v2'")
+    if model_type == "chat_template":
+        return build_chat_template_sample(turns, tokenizer, max_length=max_length, system=system)
+    raise ValueError(f"unknown instruct model_type {model_type!r}; expected 'vicuna', 'llama_v2' or 'chat_template'")
 
 
 def collate_instruct(samples: Sequence[InstructSample | Mapping[str, Any]], pad_id: int = 0) -> dict[str, torch.Tensor]:

@@ -80,7 +80,7 @@ class TrainRecipe:
     name: str
     model: str  # a model folder (from `videollama convert`, or a previous stage) or a preset name
     branch: Literal["vl", "al", "av"]  # "av": both branches on real audio + frames (our extension)
-    template: Literal["vicuna", "llama_2"] = "llama_2"
+    template: Literal["vicuna", "llama_2", "chat_template"] = "llama_2"  # chat_template: the LLM's own (not official)
     datasets: tuple[DatasetSpec, ...] = ()
     optim: OptimConfig = field(default_factory=OptimConfig)
     output_dir: str = "runs/{name}"

@@ -379,7 +379,7 @@ class TrainingDataset(torch.utils.data.Dataset):
         try:
             if self.template in ("llama_2", "llama_v2"):
                 sample = build_llama2_sample(turns, self.tokenizer, max_length=self.instruct_max_len, system="")
-            else:
+            else:  # vicuna, chat_template (whose empty system is the pipeline's too)
                 sample = build_instruct_sample(turns, self.tokenizer, self.template, max_length=self.instruct_max_len)
         except (ValueError, KeyError) as exc:
             raise _Skip("malformed", f"cannot build the {self.template} text: {exc}") from exc
