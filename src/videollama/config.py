@@ -142,6 +142,10 @@ class VideoLLaMAConfig:
     template: TemplateConfig = field(default_factory=TemplateConfig)
     max_frame_pos: int = 32
     num_audio_positions: int = 8  # hard-coded 8 in the official code (quirk 15)
+    #: Not official: a frozen per-channel standardiser, (x - mean) / std with statistics fitted on training data,
+    #: between the frozen encoders and the trainable Q-Formers. For models whose frozen encoders are random
+    #: (the world / default models): their outputs share a large common component (~90 % of their size).
+    standardize_media_features: bool = False
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:

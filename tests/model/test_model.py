@@ -111,3 +111,59 @@ def test_quantised_llm_loading(tmp_path, mode) -> None:
     ctx = model.context_embeds([torch.tensor([1, 5]), torch.tensor([6])], [model.encode_video(video[:1]).llm_embeds])
     out = model.llm.generate(inputs_embeds=ctx.to(model.llm.dtype), max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 3)
+
+
+def test_lm_loss_heads_only_labelled_positions_same_loss(tiny_dir) -> None:
+    """lm_loss runs the output head on the labelled positions only; the loss is the LLM's own (HF) loss, also
+    through a peft wrapper, and gradients reach the inputs the same way."""
+    from peft import LoraConfig, get_peft_model
+
+    model = VideoLLaMA.from_pretrained(tiny_dir)
+    g = torch.Generator().manual_seed(3)
+    d = model.llm.config.hidden_size
+    embeds = torch.randn(3, 12, d, generator=g)
+    mask = torch.ones(3, 12, dtype=torch.long)
+    mask[2, 9:] = 0
+    labels = torch.randint(0, model.llm.config.vocab_size, (3, 12), generator=g)
+    labels[:, :5] = -100
+    labels[1, 7:] = -100
+    for llm in (model.llm, get_peft_model(model.llm, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))):
+        model.llm = llm
+        ours_in = embeds.clone().requires_grad_(True)
+        ours = model.lm_loss(ours_in, mask, labels)
+        ours.backward()
+        ref_in = embeds.clone().requires_grad_(True)
+        ref = llm(inputs_embeds=ref_in, attention_mask=mask, labels=labels).loss
+        ref.backward()
+        assert torch.allclose(ours, ref, atol=1e-6, rtol=0)
+        assert torch.allclose(ours_in.grad, ref_in.grad, atol=1e-7, rtol=1e-5)
+
+
+def test_media_standardizer_fits_round_trips_and_is_off_by_default(tmp_path) -> None:
+    import dataclasses
+
+    cfg = load_preset("tiny")
+    assert not cfg.standardize_media_features and not hasattr(VideoLLaMA(cfg), "media_standardizer")
+    model = VideoLLaMA(dataclasses.replace(cfg, standardize_media_features=True)).eval()
+    g = torch.Generator().manual_seed(5)
+    hq, o = cfg.image_qformer.hidden, cfg.audio_encoder.out_dim
+    frames = 3.0 + 0.1 * torch.randn(6, 4, cfg.image_qformer.num_query_tokens, hq, generator=g)
+    audio = -2.0 + 0.5 * torch.randn(6, 3, o, generator=g)
+    model.media_standardizer.fit(frames, audio)
+    z = model.media_standardizer.video(frames).reshape(-1, hq)
+    assert z.mean(0).abs().max() < 1e-4 and (z.std(0) - 1).abs().max() < 1e-4
+    za = model.media_standardizer.audio(audio).reshape(-1, o)
+    assert za.mean(0).abs().max() < 1e-4 and (za.std(0) - 1).abs().max() < 1e-4
+    with torch.no_grad():
+        ref = model.video_from_frame_features(frames[:2]).llm_embeds
+        ref_a = model.audio_from_embeddings(audio[:2]).llm_embeds
+    # the standardiser is applied before the trainable Q-Formers: same as feeding standardised features unscaled
+    plain = VideoLLaMA(cfg).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("media_standardizer.")})
+    with torch.no_grad():
+        assert torch.allclose(plain.video_from_frame_features(model.media_standardizer.video(frames[:2])).llm_embeds, ref, atol=1e-6)
+    folder = model.save_pretrained(tmp_path / "m")
+    again = VideoLLaMA.from_pretrained(folder).eval()
+    assert torch.equal(again.media_standardizer.video_std, model.media_standardizer.video_std)
+    with torch.no_grad():
+        assert torch.equal(again.audio_from_embeddings(audio[:2]).llm_embeds, ref_a)

@@ -57,6 +57,36 @@ def build_llm(cfg: VideoLLaMAConfig) -> PreTrainedModel:
     return AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, cfg.llm.dtype))
 
 
+class MediaStandardizer(nn.Module):
+    """Frozen per-channel `(x - mean) / std` of the frozen encoders' outputs (not official; see
+    `VideoLLaMAConfig.standardize_media_features`). The statistics are buffers set by `fit`."""
+
+    def __init__(self, video_dim: int, audio_dim: int | None) -> None:
+        super().__init__()
+        self.register_buffer("video_mean", torch.zeros(video_dim))
+        self.register_buffer("video_std", torch.ones(video_dim))
+        if audio_dim is not None:
+            self.register_buffer("audio_mean", torch.zeros(audio_dim))
+            self.register_buffer("audio_std", torch.ones(audio_dim))
+
+    def video(self, feats: torch.Tensor) -> torch.Tensor:
+        return (feats - self.video_mean.to(feats.dtype)) / self.video_std.to(feats.dtype)
+
+    def audio(self, embeds: torch.Tensor) -> torch.Tensor:
+        return (embeds - self.audio_mean.to(embeds.dtype)) / self.audio_std.to(embeds.dtype)
+
+    @torch.no_grad()
+    def fit(self, frame_features: torch.Tensor | None = None, audio_embeds: torch.Tensor | None = None,
+            min_std: float = 1e-6) -> None:
+        """Set the statistics from samples: frame features (..., Hq) and/or audio embeddings (..., O)."""
+        for name, x in (("video", frame_features), ("audio", audio_embeds)):
+            if x is None:
+                continue
+            x = x.reshape(-1, x.shape[-1]).double()
+            getattr(self, f"{name}_mean").copy_(x.mean(0))
+            getattr(self, f"{name}_std").copy_(x.std(0).clamp_min(min_std))
+
+
 class VideoLLaMA(nn.Module):
     """Video-LLaMA. Build with `VideoLLaMA(config)` (random weights) or `VideoLLaMA.from_pretrained(folder)`."""
 
@@ -79,6 +109,9 @@ class VideoLLaMA(nn.Module):
             self.audio_position_embedding = nn.Embedding(config.num_audio_positions, config.audio_encoder.out_dim)
             self.audio_qformer = QFormer(config.audio_qformer)
             self.audio_proj = nn.Linear(config.audio_qformer.hidden, d_llm)
+        if config.standardize_media_features:
+            audio_dim = config.audio_encoder.out_dim if config.audio_encoder is not None else None
+            self.media_standardizer = MediaStandardizer(qf.hidden, audio_dim)
         self.llm = llm if llm is not None else build_llm(config)
         self._init_media_weights()
 
@@ -127,6 +160,8 @@ class VideoLLaMA(nn.Module):
         if t > self.config.max_frame_pos:
             raise ValueError(f"{t} frames exceed max_frame_pos={self.config.max_frame_pos}")
         feats = feats.to(device=self.device, dtype=self.dtype)
+        if self.config.standardize_media_features:
+            feats = self.media_standardizer.video(feats)
         positions = self.frame_position_embedding(torch.arange(t, device=feats.device))  # (T, Hq)
         frame_tokens = (feats + positions[None, :, None, :]).reshape(b, t * q, hq)
         video_q = self.video_qformer(frame_tokens)
@@ -165,6 +200,8 @@ class VideoLLaMA(nn.Module):
         s = embeds.shape[1]
         if s > self.config.num_audio_positions:
             raise ValueError(f"{s} audio clips/frames exceed the {self.config.num_audio_positions} audio positions")
+        if self.config.standardize_media_features:
+            embeds = self.media_standardizer.audio(embeds)
         positions = self.audio_position_embedding(torch.arange(s, device=embeds.device))
         qformer_input = embeds + positions[None]
         audio_q = self.audio_qformer(qformer_input)
@@ -272,9 +309,22 @@ class VideoLLaMA(nn.Module):
         return embeds.masked_scatter(is_media.unsqueeze(-1), merged)
 
     def lm_loss(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean shifted cross-entropy of the LLM over labels != -100."""
-        out = self.llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask.to(self.device), labels=labels.to(self.device))
-        return out.loss
+        """Mean shifted cross-entropy of the LLM over labels != -100 (what `llm(..., labels=)` returns).
+
+        When the LLM is a plain decoder + output head, the head runs only at the labelled positions: instruction
+        samples label a few answer tokens of a few hundred, and the vocabulary projection and log-softmax over
+        every position are the largest part of a step (SmolLM2-135M, 49k vocabulary: a step takes half the time).
+        """
+        mask, labels = attention_mask.to(self.device), labels.to(self.device)
+        parts = _decoder_and_head(self.llm)
+        if parts is None:
+            return self.llm(inputs_embeds=inputs_embeds, attention_mask=mask, labels=labels).loss
+        decoder, head = parts
+        hidden = decoder(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state
+        targets = labels[:, 1:]
+        keep = targets != -100
+        logits = head(hidden[:, :-1][keep])
+        return nn.functional.cross_entropy(logits.float(), targets[keep])
 
     def context_embeds(self, segment_ids: list[torch.Tensor], media: list[torch.Tensor]) -> torch.Tensor:
         """Chat prompt: text segments interleaved with media embeddings, in order -> (1, L, D)."""
@@ -337,6 +387,23 @@ class VideoLLaMA(nn.Module):
                         shutil.copy2(Path(source) / fname, tmp / LLM_DIR / fname)
             self.config.to_json(tmp / CONFIG_NAME)
         return Path(folder)
+
+
+def _decoder_and_head(llm: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(decoder, output head) of a causal LM whose logits are just `head(decoder(...))`, else None: peft wrappers
+    are looked through; FSDP-sharded LLMs (their forward gathers the head) and LLMs that scale or cap their
+    logits (Gemma 2, Cohere) take the regular path."""
+    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
+    if any(hasattr(m, "unshard") for m in (llm, base)):  # FSDP2-wrapped
+        return None
+    cfg = getattr(base, "config", None)
+    if getattr(cfg, "final_logit_softcapping", None) is not None or getattr(cfg, "logit_scale", None) is not None:
+        return None
+    get_decoder, get_head = getattr(base, "get_decoder", None), getattr(base, "get_output_embeddings", None)
+    decoder, head = (get_decoder() if get_decoder else None), (get_head() if get_head else None)
+    if decoder is None or head is None or decoder is base:
+        return None
+    return decoder, head
 
 
 def _quantization_kwargs(config: VideoLLaMAConfig) -> dict:
