@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "world"
 KINDS = ("static", "temporal", "audio", "audiovisual")
 ABLATIONS = {"a": "as trained", "b": "no frame position embeddings", "c": "frames shuffled", "d": "no audio branch"}
+#: Per preset: the two stage recipes in recipes/world/.
+STAGE_RECIPES = {"tiny": ("stage1_caption.yaml", "stage2_instruct.yaml"),
+                 "smol": ("smol_stage1_caption.yaml", "smol_stage2_instruct.yaml")}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 
@@ -45,15 +48,23 @@ def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, st
     return ov + list(extra)
 
 
-def train_stage(recipe_path: Path, overrides: list[str]) -> tuple[Path, dict]:
+def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None = None) -> tuple[Path, dict]:
     """One recipe through the engine; the final model folder (LoRA merged) is written here (see docs/world.md:
-    the engine's export of the official .pth has no "av" layout yet, so export=False + save_pretrained)."""
+    the engine's export of the official .pth has no "av" layout yet, so export=False + save_pretrained).
+    `adapters`: {"out": folder, "seed": .., "data_hash": .., "recipes": [..]} writes the default model's
+    adapters (media adapters + LoRA, `default_model.save_adapters`) before LoRA is merged."""
     from videollama.training.engine import FINAL_DIR, train
     from videollama.training.recipe import TrainRecipe
 
     recipe = TrainRecipe.from_yaml(recipe_path, overrides)
     res = train(recipe, resume=False, export=False, progress=False)
     model = res.model
+    if adapters is not None:
+        from videollama.default_model import save_adapters
+
+        save_adapters(model, adapters["out"], seed=adapters["seed"], data_hash=adapters["data_hash"],
+                      recipe=adapters["recipes"] + [recipe.to_dict()], extra=adapters.get("extra"))
+        _log(f"default-model adapters written to {adapters['out']}")
     if hasattr(model.llm, "merge_and_unload"):
         model.llm = model.llm.merge_and_unload()
     final = model.save_pretrained(Path(recipe.output_dir) / FINAL_DIR, overwrite=True)
@@ -75,7 +86,7 @@ def run_training(a) -> dict:
     from make_model import make_world_model
     from prepare_instruct import prepare
 
-    work = Path(a.work)
+    work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
     times: dict[str, float] = {}
     t = time.perf_counter()
     train_w, held_w = work / "train", work / "heldout"
@@ -84,7 +95,7 @@ def run_training(a) -> dict:
                    overwrite=True, progress=None)
     prepare(train_w, per_record=a.per_record)
     times["generate_s"] = round(time.perf_counter() - t, 1)
-    model0 = make_world_model(work / "model", seed=a.model_seed)
+    model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
     t = time.perf_counter()
     cache = work / "av_cache"
     import shutil
@@ -94,17 +105,62 @@ def run_training(a) -> dict:
 
     enc = VideoLLaMA.from_pretrained(model0)
     with _threads(a.threads):
-        for stage, rp in ((1, "stage1_caption.yaml"), (2, "stage2_instruct.yaml")):
+        for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
             build_av_feature_cache(r, enc, cache)
     del enc
+    if VideoLLaMA.from_pretrained(model0).config.standardize_media_features:
+        fit_standardizer(model0, cache)
     times["cache_s"] = round(time.perf_counter() - t, 1)
-    s1, info1 = train_stage(RECIPES / "stage1_caption.yaml",
+    s1, info1 = train_stage(RECIPES / STAGE_RECIPES[a.preset][0],
                             recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
-    s2, info2 = train_stage(RECIPES / "stage2_instruct.yaml",
-                            recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2))
+    adapters = None
+    if a.preset == "smol":
+        stage1 = TrainRecipe.from_yaml(RECIPES / STAGE_RECIPES[a.preset][0],
+                                       recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
+        adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
+                    "recipes": [stage1.to_dict()],
+                    "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
+                              "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record}}}
+    s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
+                            recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
     times["stage1"], times["stage2"] = info1, info2
     return {"model": str(s2), "heldout": str(held_w), "times": times}
+
+
+def fit_standardizer(model_dir: Path, cache: Path) -> None:
+    """Fit the model's media standardiser on the training world's cached frozen features and save the folder."""
+    from safetensors import safe_open
+
+    from videollama.model.videollama import VideoLLaMA
+
+    entries = json.loads((cache / "index.json").read_text())["entries"]
+    frames, audio = [], []
+    handles: dict[str, object] = {}
+    for key, e in entries.items():
+        fh = handles.get(e["shard"]) or handles.setdefault(e["shard"], safe_open(str(cache / e["shard"]), "pt"))
+        (audio if key.endswith("#audio") else frames).append(fh.get_tensor(e["tensor"]))
+    model = VideoLLaMA.from_pretrained(model_dir)
+    model.media_standardizer.fit(torch.stack(frames), torch.stack(audio) if audio else None)
+    model.save_pretrained(model_dir, overwrite=True)
+    _log(f"media standardiser fitted on {len(frames)} videos' cached features")
+
+
+def world_data_hash(world: Path) -> str:
+    """sha256 over a generated world's annotation hashes (manifest) and the stage-2 instruction file."""
+    import hashlib
+
+    manifest = json.loads((world / "manifest.json").read_text())
+    h = hashlib.sha256(json.dumps(manifest["annotation_sha256"], sort_keys=True).encode())
+    h.update((world / "videochat" / "videochat_instruct_all.json").read_bytes())
+    return h.hexdigest()
+
+
+def make_smol_model(out: Path, seed: int = 0) -> Path:
+    """The default model's architecture (preset smol, SmolLM2-135M-Instruct) with its seeded media init."""
+    from videollama.default_model import build_default_videollama
+
+    return build_default_videollama(seed).save_pretrained(out, overwrite=True)  # tokenizer files come along
 
 
 @contextlib.contextmanager
@@ -166,12 +222,37 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
+    """Record the held-out accuracy in the adapters' provenance and copy them into the package's assets."""
+    import os
+    import shutil
+
+    from videollama.default_model import ADAPTERS_FILE, ASSETS_DIR, PROVENANCE_FILE
+
+    prov = json.loads((folder / PROVENANCE_FILE).read_text())
+    held = json.loads((heldout / "manifest.json").read_text())["options"]
+    prov["heldout"] = {"world": held, "accuracy": {ab: {"overall": _acc(r["overall"]),
+                                                        **{k: _acc((r["kind"] or {}).get(k)) for k in KINDS}}
+                                                   for ab, r in results.items()}}
+    ASSETS_DIR.mkdir(parents=True, exist_ok=True)
+    for name in (ADAPTERS_FILE, PROVENANCE_FILE):  # each file replaced atomically; provenance last
+        tmp = ASSETS_DIR / f".{name}.tmp"
+        if name == PROVENANCE_FILE:
+            tmp.write_text(json.dumps(prov, indent=1, default=str) + "\n")
+        else:
+            shutil.copy2(folder / name, tmp)
+        os.replace(tmp, ASSETS_DIR / name)
+    _log(f"shipped the default model's adapters to {ASSETS_DIR}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", action="store_true", help="generate the worlds and train both stages first")
     ap.add_argument("--work", default="runs/world", help="working folder (--train)")
     ap.add_argument("--model", help="trained model folder (without --train)")
     ap.add_argument("--heldout", help="held-out world folder (without --train)")
+    ap.add_argument("--preset", choices=sorted(STAGE_RECIPES), default="tiny", help="model: tiny (random LLM) "
+                    "or smol (SmolLM2-135M-Instruct, the default model's architecture)")
     ap.add_argument("--n", type=int, default=300, help="training videos")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--heldout-n", type=int, default=100)
@@ -183,9 +264,13 @@ def main(argv=None) -> int:
     ap.add_argument("--stage1", nargs="*", default=[], help="key=value overrides of stage 1")
     ap.add_argument("--stage2", nargs="*", default=[], help="key=value overrides of stage 2")
     ap.add_argument("--ablations", default="abcd")
+    ap.add_argument("--ship", action="store_true", help="--preset smol: copy the trained adapters (with provenance "
+                    "and held-out accuracy) into src/videollama/assets/default_model/")
     ap.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     a = ap.parse_args(argv)
+    if a.ship and not (a.train and a.preset == "smol"):
+        ap.error("--ship needs --train --preset smol")
     t0 = time.perf_counter()
     info: dict = {}
     if a.train:
@@ -206,6 +291,8 @@ def main(argv=None) -> int:
     info["results"] = results
     work.mkdir(parents=True, exist_ok=True)
     (work / "ablations.json").write_text(json.dumps(info, indent=1, default=str))
+    if a.ship:
+        ship_adapters(work / "adapters", results, heldout)
     print(table(results))
     print(json.dumps({k: v for k, v in info.items() if k != "results"}, default=str))
     return 0

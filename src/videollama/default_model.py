@@ -80,14 +80,21 @@ PROVENANCE_FILE = "provenance.json"
 ADAPTERS_FORMAT = "videollama-default-adapters"
 ADAPTERS_FORMAT_VERSION = 1
 DEFAULT_SEED = 0
-INIT_STD = 0.02
+QUERY_STD = 0.02
+POSITION_STD = 0.5
+TOKEN_EMBED_STD = 0.13  # SmolLM2-135M's token embeddings have std 0.136
+POSITION_TABLES = ("frame_position_embedding", "audio_position_embedding")
+PROJECTIONS = ("video_proj", "audio_proj")
 #: Trained and shipped (official freezing of both branches).
 TRAINABLE_MODULES = ("video_qformer", "frame_position_embedding", "video_proj",
                      "audio_qformer", "audio_position_embedding", "audio_proj")
+#: Frozen but fitted on the training data (the media standardiser's statistics): shipped with the adapters.
+FITTED_MODULES = ("media_standardizer",)
+SHIPPED_MODULES = TRAINABLE_MODULES + FITTED_MODULES
 #: Random-but-fixed, regenerated from the seed, never shipped.
 FROZEN_MODULES = ("vision", "image_qformer", "audio_encoder", "imagebind_vision")
 #: sha256 of the frozen encoders of preset `smol` with seed 0 (torch 2.13); a change means they drifted.
-FROZEN_SHA256_SEED0 = "21f2f5a4629f8a9cd861c89a6872acc719e80e88f5780e49cfb81449cea967f1"
+FROZEN_SHA256_SEED0 = "3ab6336b97e3ca28f02aa00377ca783405abf8e179494070835855a0e4c268c2"
 DEFAULT_MODEL_UNTRAINED_NOTICE = (
     "the default model is untrained: its video/audio adapters are seeded-random (no "
     "src/videollama/assets/default_model/adapters.safetensors yet), so answers about media are not grounded "
@@ -304,13 +311,31 @@ def _det_uniform(shape: tuple[int, ...], std: float, seed: int, name: str) -> to
     return ((draws.to(torch.float64) - (half - 0.5)) * scale).to(torch.float32)
 
 
-def init_media_weights(model: nn.Module, seed: int = DEFAULT_SEED, modules: tuple[str, ...] | None = None) -> None:
-    """Overwrite the media modules' parameters with seeded values (frozen and trainable alike).
+def _init_std(module_name: str, param_name: str, shape: tuple[int, ...]) -> float:
+    """Standard deviation of one 2+-dim media parameter (see `init_media_weights`)."""
+    fan_in = math.prod(shape[1:])
+    if "query_tokens" in param_name:
+        return QUERY_STD
+    if param_name.endswith(("pos_embed", "cls_token")):
+        return 1.0
+    if module_name in POSITION_TABLES:
+        return POSITION_STD
+    if module_name in PROJECTIONS:
+        return TOKEN_EMBED_STD / math.sqrt(fan_in)
+    return 1.0 / math.sqrt(fan_in)
 
-    Rules (BERT/ViT style): every tensor of 2+ dims (weights, convs, query tokens, cls/position embeddings,
-    MHA bias_k/v) ~ uniform with std 0.02; norm weights 1; biases (incl. EVA q_bias/v_bias) 0. Buffers keep
-    their constructed (constant) values. Each tensor has its own stream, so one module's init does not depend
-    on another's.
+
+def init_media_weights(model: nn.Module, seed: int = DEFAULT_SEED, modules: tuple[str, ...] | None = None) -> None:
+    """Overwrite the media modules' parameters with seeded, signal-preserving values (frozen and trainable).
+
+    The official N(0, 0.02) init makes a *random* encoder a near-constant function (its outputs for two videos
+    differ by ~0.2 %: docs/world.md), so random-but-fixed encoders need a scale that keeps the input's signal
+    at order 1 through the layers. Rules: matrices/convs uniform with std 1/sqrt(fan_in); ViT/ImageBind
+    position embeddings and CLS tokens std 1; Q-Former query tokens 0.02 (the outputs are then driven by what
+    they attend to); frame/audio position tables 0.5; the LLM projections 0.13/sqrt(fan_in) (media tokens as
+    large as SmolLM2's token embeddings, std ~0.136); norm weights 1; biases (incl. EVA q_bias/v_bias) 0.
+    Buffers keep their constructed values. Each tensor has its own stream (`_det_uniform`), so one module's
+    init does not depend on another's.
     """
     import torch
 
@@ -324,7 +349,8 @@ def init_media_weights(model: nn.Module, seed: int = DEFAULT_SEED, modules: tupl
                 for p_name, param in sub.named_parameters(recurse=False):
                     full = ".".join(x for x in (mod_name, sub_name, p_name) if x)
                     if param.dim() >= 2:
-                        value = _det_uniform(tuple(param.shape), INIT_STD, seed, full)
+                        std = _init_std(mod_name, full, tuple(param.shape))
+                        value = _det_uniform(tuple(param.shape), std, seed, full)
                     elif p_name.endswith("bias"):
                         value = torch.zeros(param.shape)
                     elif p_name == "weight":  # LayerNorm scales (the only 1-D weights here)
@@ -379,7 +405,7 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     import torch
 
     state: dict[str, torch.Tensor] = {}
-    for mod_name in TRAINABLE_MODULES:
+    for mod_name in SHIPPED_MODULES:
         module = getattr(model, mod_name, None)
         if module is not None:
             for k, v in module.state_dict().items():
@@ -463,7 +489,7 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
 
     files = [trainable_files] if isinstance(trainable_files, (str, os.PathLike)) else list(trainable_files)
     model = build_default_videollama(seed, llm_dir=llm_dir, llm=llm)
-    expected = {k: v.shape for k, v in model.state_dict().items() if k.split(".", 1)[0] in TRAINABLE_MODULES}
+    expected = {k: v.shape for k, v in model.state_dict().items() if k.split(".", 1)[0] in SHIPPED_MODULES}
     media: dict[str, torch.Tensor] = {}
     lora_state: dict[str, torch.Tensor] = {}
     for path in files:
@@ -529,13 +555,13 @@ def load_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR,
     lora = {k: v for k, v in state.items() if k.startswith("lora.")}
     media = {k: v for k, v in state.items() if not k.startswith("lora.")}
     expected = {}
-    for mod_name in TRAINABLE_MODULES:
+    for mod_name in SHIPPED_MODULES:
         module = getattr(model, mod_name, None)
         if module is not None:
             expected.update({f"{mod_name}.{k}": v.shape for k, v in module.state_dict().items()})
     check_state(media, expected, str(path))
     with torch.no_grad():
-        for mod_name in TRAINABLE_MODULES:
+        for mod_name in SHIPPED_MODULES:
             module = getattr(model, mod_name, None)
             if module is None:
                 continue
