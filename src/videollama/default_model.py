@@ -22,7 +22,9 @@ What it is made of:
 * **Trainable adapters** (shipped): the video Q-Former with its queries, the frame position embedding
   and `video_proj`; the audio Q-Former with its queries, the audio position embedding and `audio_proj`
   (~4.5 M parameters, 18 MB in fp32), plus optional LoRA deltas on the LLM's q/v projections (merged into
-  the LLM weights at load, so inference needs no peft). They live in
+  the LLM weights at load, so inference needs no peft), and the fitted statistics of the frozen media
+  standardiser (`VideoLLaMAConfig.standardize_media_features`). Trained on the synthetic world by
+  `python benchmarks/world_learning.py --train --preset smol --ship` (docs/world.md). They live in
   `src/videollama/assets/default_model/`:
 
   ```
