@@ -74,6 +74,7 @@ def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None =
             "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4)}
     _log(f"{recipe.name}: {info}")
     info["losses"] = [round(x, 4) for x in losses]
+    info["recipe"] = recipe.to_dict()
     return Path(final), info
 
 
@@ -108,18 +109,17 @@ def run_training(a) -> dict:
         for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
             build_av_feature_cache(r, enc, cache)
+    if enc.config.standardize_media_features:
+        fit_standardizer(enc, cache)
+        enc.save_pretrained(model0, overwrite=True)
     del enc
-    if VideoLLaMA.from_pretrained(model0).config.standardize_media_features:
-        fit_standardizer(model0, cache)
     times["cache_s"] = round(time.perf_counter() - t, 1)
     s1, info1 = train_stage(RECIPES / STAGE_RECIPES[a.preset][0],
                             recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
     adapters = None
     if a.preset == "smol":
-        stage1 = TrainRecipe.from_yaml(RECIPES / STAGE_RECIPES[a.preset][0],
-                                       recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
         adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
-                    "recipes": [stage1.to_dict()],
+                    "recipes": [info1["recipe"]],
                     "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
                               "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record}}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
@@ -128,21 +128,16 @@ def run_training(a) -> dict:
     return {"model": str(s2), "heldout": str(held_w), "times": times}
 
 
-def fit_standardizer(model_dir: Path, cache: Path) -> None:
-    """Fit the model's media standardiser on the training world's cached frozen features and save the folder."""
-    from safetensors import safe_open
+def fit_standardizer(model, cache: Path) -> None:
+    """Fit `model`'s media standardiser on the training world's cached frozen features (frames + audio)."""
+    from videollama.training.feature_cache import FeatureCache
 
-    from videollama.model.videollama import VideoLLaMA
-
-    entries = json.loads((cache / "index.json").read_text())["entries"]
+    fc = FeatureCache(cache)
     frames, audio = [], []
-    handles: dict[str, object] = {}
-    for key, e in entries.items():
-        fh = handles.get(e["shard"]) or handles.setdefault(e["shard"], safe_open(str(cache / e["shard"]), "pt"))
-        (audio if key.endswith("#audio") else frames).append(fh.get_tensor(e["tensor"]))
-    model = VideoLLaMA.from_pretrained(model_dir)
+    for key, e in fc.entries.items():
+        entry = fc.lookup(key, (int(e["size"]), float(e["mtime"])))
+        (audio if key.endswith("#audio") else frames).append(fc.load(entry))
     model.media_standardizer.fit(torch.stack(frames), torch.stack(audio) if audio else None)
-    model.save_pretrained(model_dir, overwrite=True)
     _log(f"media standardiser fitted on {len(frames)} videos' cached features")
 
 
@@ -227,7 +222,7 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     import os
     import shutil
 
-    from videollama.default_model import ADAPTERS_FILE, ASSETS_DIR, PROVENANCE_FILE
+    from videollama.default_model import ADAPTERS_FILE, ASSETS_DIR, PROVENANCE_FILE, _atomic_write_text
 
     prov = json.loads((folder / PROVENANCE_FILE).read_text())
     held = json.loads((heldout / "manifest.json").read_text())["options"]
@@ -235,13 +230,10 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
                                                         **{k: _acc((r["kind"] or {}).get(k)) for k in KINDS}}
                                                    for ab, r in results.items()}}
     ASSETS_DIR.mkdir(parents=True, exist_ok=True)
-    for name in (ADAPTERS_FILE, PROVENANCE_FILE):  # each file replaced atomically; provenance last
-        tmp = ASSETS_DIR / f".{name}.tmp"
-        if name == PROVENANCE_FILE:
-            tmp.write_text(json.dumps(prov, indent=1, default=str) + "\n")
-        else:
-            shutil.copy2(folder / name, tmp)
-        os.replace(tmp, ASSETS_DIR / name)
+    tmp = ASSETS_DIR / f".{ADAPTERS_FILE}.tmp"  # each file replaced atomically; provenance last
+    shutil.copy2(folder / ADAPTERS_FILE, tmp)
+    os.replace(tmp, ASSETS_DIR / ADAPTERS_FILE)
+    _atomic_write_text(ASSETS_DIR / PROVENANCE_FILE, json.dumps(prov, indent=1, default=str) + "\n")
     _log(f"shipped the default model's adapters to {ASSETS_DIR}")
 
 

@@ -454,6 +454,7 @@ def save_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR,
     fd, tmp = tempfile.mkstemp(prefix=f".{ADAPTERS_FILE}.", dir=folder)
     os.close(fd)
     save_file(state, tmp, metadata={"format": ADAPTERS_FORMAT, "format_version": str(ADAPTERS_FORMAT_VERSION)})
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; shipped files are world-readable like the rest of the package
     adapters_sha = _sha256(Path(tmp))
     os.replace(tmp, folder / ADAPTERS_FILE)
     gguf_sha = None

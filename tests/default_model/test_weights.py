@@ -78,17 +78,22 @@ def _perturb(model, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=g) * 0.01)
 
 
-def test_adapters_round_trip_with_lora(tmp_path) -> None:
+def _add_lora(model) -> None:
+    """LoRA r 8 on q/v with non-zero B (so the deltas matter)."""
     from peft import LoraConfig, get_peft_model
 
-    trained = _model(0)
-    _perturb(trained, 1)
-    trained.llm = get_peft_model(trained.llm, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                                         lora_dropout=0.0, bias="none", task_type="CAUSAL_LM"))
+    model.llm = get_peft_model(model.llm, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                                     lora_dropout=0.0, bias="none", task_type="CAUSAL_LM"))
     with torch.no_grad():
-        for name, p in trained.llm.named_parameters():
+        for name, p in model.llm.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
+
+
+def test_adapters_round_trip_with_lora(tmp_path) -> None:
+    trained = _model(0)
+    _perturb(trained, 1)
+    _add_lora(trained)
     folder = save_adapters(trained, tmp_path / "assets", recipe={"name": "probe"}, data_hash="abc")
     prov = read_provenance(folder)
     assert prov["lora"] == {"r": 8, "alpha": 16.0, "target_modules": ["q_proj", "v_proj"]}
@@ -129,17 +134,11 @@ def test_adapters_checks(tmp_path) -> None:
 
 def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     """What the training engineer runs: trainable.safetensors (VL stage with LoRA) -> shipped adapters."""
-    from peft import LoraConfig, get_peft_model
     from safetensors.torch import save_file
 
     trained = _model(0)
     _perturb(trained, 2)
-    trained.llm = get_peft_model(trained.llm, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                                         lora_dropout=0.0, bias="none", task_type="CAUSAL_LM"))
-    with torch.no_grad():
-        for name, p in trained.llm.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
+    _add_lora(trained)
     vl = ("video_qformer", "frame_position_embedding", "video_proj")
     ckpt = {n: p.detach().clone() for n, p in trained.named_parameters() if n.split(".")[0] in vl or "lora_" in n}
     save_file(ckpt, tmp_path / "trainable.safetensors")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -39,10 +42,6 @@ def test_demo_forward_runs_offline_on_the_example(tmp_path) -> None:
 
 def test_readme_first_command_answers_offline_with_the_default_model() -> None:
     """The job behind README command 1: `videollama ask` on the shipped world example, no model given."""
-    import os
-
-    import pytest
-
     from videollama.default_model import is_available
 
     if not is_available():

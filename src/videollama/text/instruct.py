@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from videollama.text.templates import Conversation, SepStyle
+from videollama.text.templates import Conversation, SepStyle, hf_chat_template
 from videollama.text.tokenizer import IMAGE_PLACEHOLDER, TextTokenizer
 
 __all__ = [
@@ -306,8 +306,6 @@ def build_chat_template_sample(
     tokenized piece by piece (prompt, reply, prompt, ...), each piece without BOS except the first, which
     matches tokenizing the whole text because chat templates put special tokens at every piece boundary.
     """
-    from videollama.text.templates import hf_chat_template
-
     conv = hf_chat_template(tokenizer, system=system)
     turns = _llama2_turns(turns)
     pieces: list[tuple[str, bool]] = []  # (text, is_target)
