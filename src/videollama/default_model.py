@@ -479,12 +479,17 @@ def save_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR,
 def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.PathLike[str],
                     out: str | os.PathLike[str] = ASSETS_DIR, *, seed: int = DEFAULT_SEED,
                     lora: dict[str, Any] | None = None, recipe: Any = None, data_hash: str | None = None,
-                    llm_dir: str | os.PathLike[str] | None = None, llm: Any = None) -> Path:
+                    llm_dir: str | os.PathLike[str] | None = None, llm: Any = None,
+                    standardizer_from: str | os.PathLike[str] | None = None) -> Path:
     """Turn training checkpoints' `trainable.safetensors` (a VL stage and/or an AL stage) into shipped adapters.
 
     Media keys (`video_qformer.*`, `audio_proj.*`, ...) are loaded into a default model built from `seed`;
     modules no file covers keep their seeded-random values. LoRA keys (peft names under `llm.`) need `lora`
     = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}. Later files win on shared keys.
+    The fitted media standardiser is a buffer, not a trained parameter, so checkpoints do not hold it:
+    `standardizer_from` names the model folder the stage trained from (the recipe's `model`, where
+    `world_learning.py` saves the fitted statistics); without it the export refuses rather than ship identity
+    statistics.
     """
     from safetensors.torch import load_file
 
@@ -505,11 +510,22 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
             else:
                 raise CheckpointError(f"{path}: '{key}' is not a trainable weight of the default model")
     check_state(media, {k: expected[k] for k in media}, ", ".join(map(str, files)))
+    fitted = [k for k in expected if k.split(".", 1)[0] in FITTED_MODULES]
+    if fitted and not all(k in media for k in fitted):
+        if standardizer_from is None:
+            raise ValueError("export_adapters: the checkpoints do not hold the fitted media standardiser (a buffer, "
+                             "not a parameter); pass standardizer_from=<the model folder the stage trained from>")
+        from videollama.checkpoint.folder import read_media_state
+
+        folder_state = read_media_state(Path(standardizer_from), {k: v.shape for k, v in model.state_dict().items()
+                                                                  if not k.startswith("llm.")})
+        media.update({k: folder_state[k] for k in fitted})
     if lora_state and not lora:
         raise ValueError("export_adapters: the checkpoints hold LoRA tensors; pass lora={'r': .., 'alpha': .., 'target_modules': [..]}")
     model.load_state_dict(media, strict=False)
     return save_adapters(model, out, seed=seed, recipe=recipe, data_hash=data_hash, lora=lora if lora_state else None,
-                         lora_state=lora_state, extra={"exported_from": [str(p) for p in files]})
+                         lora_state=lora_state, extra={"exported_from": [str(p) for p in files],
+                                "standardizer_from": str(standardizer_from) if standardizer_from else None})
 
 
 def read_provenance(folder: str | os.PathLike[str] = ASSETS_DIR) -> dict[str, Any] | None:

@@ -143,10 +143,20 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     ckpt = {n: p.detach().clone() for n, p in trained.named_parameters() if n.split(".")[0] in vl or "lora_" in n}
     save_file(ckpt, tmp_path / "trainable.safetensors")
     spec = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+    with pytest.raises(ValueError, match="standardizer_from"):
+        export_adapters(tmp_path / "trainable.safetensors", tmp_path / "assets", lora=spec, llm=_small_llm())
+    # the stage's model folder holds the fitted standardiser statistics (buffers, absent from checkpoints)
+    fitted = _model(0)
+    fitted.media_standardizer.fit(torch.randn(50, 256) * 3 + 1, torch.randn(50, 256) * 2 - 1)
+    trained.media_standardizer.load_state_dict(fitted.media_standardizer.state_dict())
+    fitted.save_pretrained(tmp_path / "stage_model")
     out = export_adapters(tmp_path / "trainable.safetensors", tmp_path / "assets", lora=spec, llm=_small_llm(),
-                          recipe="probe", data_hash="d")
+                          recipe="probe", data_hash="d", standardizer_from=tmp_path / "stage_model")
     fresh = _model(0)
     load_adapters(fresh, out)
+    std = fresh.media_standardizer.state_dict()
+    assert all(torch.equal(v, fitted.media_standardizer.state_dict()[k]) for k, v in std.items())
+    assert not torch.equal(std["video_std"], torch.ones(256))
     untouched = _model(0)
     for name in TRAINABLE_MODULES:
         want = (trained if name in vl else untouched)
