@@ -4,9 +4,10 @@
     python benchmarks/world_learning.py --model runs/world/stage2/final --heldout runs/world/heldout
 
 --train: `world generate` a training world (--n, --seed) and a held-out world (--heldout-n, --heldout-seed,
---split heldout: another seed and (shape, colour) pairs never seen in training), the model
-(recipes/world/make_model.py), the stage-2 instruction file (recipes/world/prepare_instruct.py), the "av"
-frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
+--split heldout: another seed and (shape, colour) pairs never seen in training; --heldout-split train: a fresh
+seed of the training distribution), the model (recipes/world/make_model.py), the stage-2 instruction file
+(recipes/world/prepare_instruct.py), the pretraining of the model's ViT on rendered world frames
+(--vision-steps; world.vision_pretraining, the stand-in for EVA-CLIP's pretraining), the "av" frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
 through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
 
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
@@ -23,6 +24,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,6 +35,8 @@ ABLATIONS = {"a": "as trained", "b": "no frame position embeddings", "c": "frame
 #: Per preset: the two stage recipes in recipes/world/.
 STAGE_RECIPES = {"tiny": ("stage1_caption.yaml", "stage2_instruct.yaml"),
                  "smol": ("smol_stage1_caption.yaml", "smol_stage2_instruct.yaml")}
+#: Per preset: pretraining steps of the world ViT (world.vision_pretraining) before the stages.
+VISION_STEPS = {"tiny": 300, "smol": 600}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 
@@ -87,16 +91,24 @@ def run_training(a) -> dict:
     from make_model import make_world_model
     from prepare_instruct import prepare
 
+    from videollama.world.vision_pretraining import FIRST_SEED
+
+    if max(a.seed, a.heldout_seed) >= FIRST_SEED:
+        raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the ViT pretraining renders scenes "
+                         "from those seeds on)")
     work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
-    times: dict[str, float] = {}
+    times: dict[str, Any] = {}
     t = time.perf_counter()
     train_w, held_w = work / "train", work / "heldout"
     generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
-    generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split="heldout"), workers=a.workers,
+    generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split), workers=a.workers,
                    overwrite=True, progress=None)
     prepare(train_w, per_record=a.per_record)
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
+    vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
+    if vision_steps > 0:
+        times["vision_pretraining"] = pretrain_world_vision(model0, vision_steps, a.model_seed, a.threads)
     t = time.perf_counter()
     cache = work / "av_cache"
     import shutil
@@ -121,7 +133,8 @@ def run_training(a) -> dict:
         adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
                     "recipes": [info1["recipe"]],
                     "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
-                              "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record}}}
+                              "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record},
+                              "vision_pretraining": times.get("vision_pretraining")}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
                             recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
     times["stage1"], times["stage2"] = info1, info2
@@ -139,6 +152,19 @@ def fit_standardizer(model, cache: Path) -> None:
         (audio if key.endswith("#audio") else frames).append(fc.load(entry))
     model.media_standardizer.fit(torch.stack(frames), torch.stack(audio) if audio else None)
     _log(f"media standardiser fitted on {len(frames)} videos' cached features")
+
+
+def pretrain_world_vision(model_dir: Path, steps: int, seed: int, threads: int | None) -> dict:
+    """Pretrain the model folder's ViT on rendered world frames (world.vision_pretraining) and save it back."""
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.world.vision_pretraining import VisionPretrainOptions, pretrain_vision
+
+    model = VideoLLaMA.from_pretrained(model_dir)
+    with _threads(threads):
+        info = pretrain_vision(model, VisionPretrainOptions(steps=steps, seed=seed), progress=False)
+    model.save_pretrained(model_dir, overwrite=True)
+    _log(f"world ViT pretrained: {info['seconds']} s, patch accuracy {info['patch_accuracy_after']}")
+    return info
 
 
 def world_data_hash(world: Path) -> str:
@@ -249,8 +275,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--heldout-n", type=int, default=100)
     ap.add_argument("--heldout-seed", type=int, default=7)
+    ap.add_argument("--heldout-split", choices=("heldout", "train"), default="heldout", help="heldout: (shape, colour) "
+                    "pairs never seen in training; train: the training distribution (a fresh seed only)")
     ap.add_argument("--per-record", type=int, default=3)
     ap.add_argument("--model-seed", type=int, default=0)
+    ap.add_argument("--vision-steps", type=int, default=None, help="pretraining steps of the world ViT before the "
+                    "feature cache (world.vision_pretraining; 0: keep the seeded random ViT; default: "
+                    + ", ".join(f"{k} {v}" for k, v in VISION_STEPS.items()) + ")")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stage1", nargs="*", default=[], help="key=value overrides of stage 1")
@@ -263,6 +294,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.ship and not (a.train and a.preset == "smol"):
         ap.error("--ship needs --train --preset smol")
+    if a.ship and a.heldout_split != "heldout":
+        ap.error("--ship records held-out accuracy: it needs --heldout-split heldout (unseen (shape, colour) pairs)")
     t0 = time.perf_counter()
     info: dict = {}
     if a.train:

@@ -13,24 +13,29 @@ What it is made of:
   transformers + `gguf` (~15-30 s) into a plain Hugging Face safetensors folder in the videollama cache
   (`$VIDEOLLAMA_CACHE`, default `~/.cache/videollama`), keyed by the GGUF's size and sha256; later loads
   read that folder (~0.5 s). The tokenizer (fast, with SmolLM2's ChatML chat template) comes along.
-* **Frozen encoders** (EVA-style ViT 256 wide x 6 blocks, image Q-Former, ImageBind-style audio and vision
-  trunks 192 wide; preset `smol`): these are **random-but-fixed feature extractors**, never trained and
-  never shipped. `init_media_weights` regenerates them bit-exactly from a seed using only integer random
-  draws (`torch.randint` on a per-tensor mt19937 generator) and correctly rounded float64 arithmetic, so
-  they are identical on every machine with the pinned torch; `frozen_fingerprint` (sha256 of their
-  state dict) is recorded in `provenance.json` and checked at load time.
+* **Frozen encoders** (image Q-Former, ImageBind-style audio and vision trunks 192 wide; preset `smol`):
+  **random-but-fixed feature extractors**, never trained and never shipped. `init_media_weights`
+  regenerates them bit-exactly from a seed using only integer random draws (`torch.randint` on a per-tensor
+  mt19937 generator) and correctly rounded float64 arithmetic, so they are identical on every machine with
+  the pinned torch; `frozen_fingerprint` (sha256 of their state dict) is recorded in `provenance.json` and
+  checked at load time.
+* **Pretrained ViT** (EVA-style, 256 wide x 2 blocks): starts from the same seeded init, is pretrained on
+  rendered world frames (`world.vision_pretraining`, the stand-in for EVA-CLIP's pretraining; a random ViT
+  loses the shapes) and is frozen during Video-LLaMA's two stages; shipped with the adapters.
 * **Trainable adapters** (shipped): the video Q-Former with its queries, the frame position embedding
   and `video_proj`; the audio Q-Former with its queries, the audio position embedding and `audio_proj`
-  (~4.5 M parameters, 18 MB in fp32), plus optional LoRA deltas on the LLM's q/v projections (merged into
-  the LLM weights at load, so inference needs no peft), and the fitted statistics of the frozen media
-  standardiser (`VideoLLaMAConfig.standardize_media_features`). Trained on the synthetic world by
+  (~4.5 M parameters, 18 MB in fp32; with the ViT 6.3 M, 25 MB), plus optional LoRA deltas on the LLM's q/v projections (merged into
+  the LLM weights at load, so inference needs no peft), the pretrained ViT and the fitted statistics of the
+  frozen media standardiser (`VideoLLaMAConfig.standardize_media_features`). Trained on the synthetic world by
   `python benchmarks/world_learning.py --train --preset smol --ship` (docs/world.md). They live in
   `src/videollama/assets/default_model/`:
 
   ```
-  adapters.safetensors   trainable tensors in fp32, names as in VideoLLaMA.state_dict(); LoRA as
+  adapters.safetensors   trainable and fitted tensors (the ViT, the standardiser) in fp32, names as in
+                         VideoLLaMA.state_dict(); LoRA as
                          "lora.model.layers.N.self_attn.{q_proj,v_proj}.lora_{A,B}"
-  provenance.json        format, preset, seed, frozen_sha256, adapters_sha256, llm (gguf sha256), lora
+  provenance.json        format, preset, seed, frozen_sha256, adapters_sha256, trainable/fitted modules, llm
+                         (gguf sha256), lora
                          (r, alpha, targets) or null, recipe, data_hash, versions
   ```
 
@@ -80,7 +85,7 @@ ASSETS_DIR = Path(__file__).parent / "assets" / "default_model"
 ADAPTERS_FILE = "adapters.safetensors"
 PROVENANCE_FILE = "provenance.json"
 ADAPTERS_FORMAT = "videollama-default-adapters"
-ADAPTERS_FORMAT_VERSION = 1
+ADAPTERS_FORMAT_VERSION = 2  # 2: the pretrained ViT is shipped (v1 adapters were trained on a random ViT)
 DEFAULT_SEED = 0
 QUERY_STD = 0.02
 POSITION_STD = 0.5
@@ -90,13 +95,15 @@ PROJECTIONS = ("video_proj", "audio_proj")
 #: Trained and shipped (official freezing of both branches).
 TRAINABLE_MODULES = ("video_qformer", "frame_position_embedding", "video_proj",
                      "audio_qformer", "audio_position_embedding", "audio_proj")
-#: Frozen but fitted on the training data (the media standardiser's statistics): shipped with the adapters.
-FITTED_MODULES = ("media_standardizer",)
+#: Frozen in Video-LLaMA's stages but fitted on the world before them, shipped with the adapters: the ViT
+#: (pretrained on rendered world frames, `world.vision_pretraining`, as EVA-CLIP was pretrained on web images)
+#: and the media standardiser's statistics.
+FITTED_MODULES = ("vision", "media_standardizer")
 SHIPPED_MODULES = TRAINABLE_MODULES + FITTED_MODULES
 #: Random-but-fixed, regenerated from the seed, never shipped.
-FROZEN_MODULES = ("vision", "image_qformer", "audio_encoder", "imagebind_vision")
+FROZEN_MODULES = ("image_qformer", "audio_encoder", "imagebind_vision")
 #: sha256 of the frozen encoders of preset `smol` with seed 0 (torch 2.13); a change means they drifted.
-FROZEN_SHA256_SEED0 = "3ab6336b97e3ca28f02aa00377ca783405abf8e179494070835855a0e4c268c2"
+FROZEN_SHA256_SEED0 = "cee434d69b1dea94c2163451485be5758673f2ddb3d5f1cab1f370e03d3ff99d"
 DEFAULT_MODEL_UNTRAINED_NOTICE = (
     "the default model is untrained: its video/audio adapters are seeded-random (no "
     "src/videollama/assets/default_model/adapters.safetensors yet), so answers about media are not grounded "
@@ -341,7 +348,7 @@ def init_media_weights(model: nn.Module, seed: int = DEFAULT_SEED, modules: tupl
     """
     import torch
 
-    names = modules if modules is not None else FROZEN_MODULES + TRAINABLE_MODULES
+    names = modules if modules is not None else FROZEN_MODULES + FITTED_MODULES + TRAINABLE_MODULES
     with torch.no_grad():
         for mod_name in names:
             module = getattr(model, mod_name, None)
@@ -467,7 +474,8 @@ def save_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR,
     provenance = {
         "format": ADAPTERS_FORMAT, "format_version": ADAPTERS_FORMAT_VERSION, "preset": PRESET, "seed": int(seed),
         "frozen_sha256": frozen_fingerprint(model), "adapters_sha256": adapters_sha,
-        "trainable_modules": list(TRAINABLE_MODULES), "num_params": int(sum(v.numel() for v in state.values())),
+        "trainable_modules": list(TRAINABLE_MODULES), "fitted_modules": list(FITTED_MODULES),
+        "num_params": int(sum(v.numel() for v in state.values())),
         "lora": lora, "llm": {"package": GGUF_PIN, "gguf": GGUF_NAME, "gguf_sha256": gguf_sha},
         "recipe": recipe, "data_hash": data_hash, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **_versions(), **(extra or {}),
@@ -480,16 +488,16 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
                     out: str | os.PathLike[str] = ASSETS_DIR, *, seed: int = DEFAULT_SEED,
                     lora: dict[str, Any] | None = None, recipe: Any = None, data_hash: str | None = None,
                     llm_dir: str | os.PathLike[str] | None = None, llm: Any = None,
-                    standardizer_from: str | os.PathLike[str] | None = None) -> Path:
+                    fitted_from: str | os.PathLike[str] | None = None) -> Path:
     """Turn training checkpoints' `trainable.safetensors` (a VL stage and/or an AL stage) into shipped adapters.
 
     Media keys (`video_qformer.*`, `audio_proj.*`, ...) are loaded into a default model built from `seed`;
     modules no file covers keep their seeded-random values. LoRA keys (peft names under `llm.`) need `lora`
     = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}. Later files win on shared keys.
-    The fitted media standardiser is a buffer, not a trained parameter, so checkpoints do not hold it:
-    `standardizer_from` names the model folder the stage trained from (the recipe's `model`, where
-    `world_learning.py` saves the fitted statistics); without it the export refuses rather than ship identity
-    statistics.
+    The fitted modules (the pretrained ViT, the media standardiser's statistics) are frozen during the stages,
+    so their checkpoints do not hold them: `fitted_from` names the model folder the stage trained from (the
+    recipe's `model`, where `world_learning.py` saves them); without it the export refuses rather than ship
+    seeded-random ones.
     """
     from safetensors.torch import load_file
 
@@ -512,12 +520,12 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
     check_state(media, {k: expected[k] for k in media}, ", ".join(map(str, files)))
     fitted = [k for k in expected if k.split(".", 1)[0] in FITTED_MODULES]
     if fitted and not all(k in media for k in fitted):
-        if standardizer_from is None:
-            raise ValueError("export_adapters: the checkpoints do not hold the fitted media standardiser (a buffer, "
-                             "not a parameter); pass standardizer_from=<the model folder the stage trained from>")
+        if fitted_from is None:
+            raise ValueError("export_adapters: the checkpoints do not hold the fitted modules (pretrained ViT, media "
+                             "standardiser); pass fitted_from=<the model folder the stage trained from>")
         from videollama.checkpoint.folder import read_media_state
 
-        folder_state = read_media_state(Path(standardizer_from), {k: v.shape for k, v in model.state_dict().items()
+        folder_state = read_media_state(Path(fitted_from), {k: v.shape for k, v in model.state_dict().items()
                                                                   if not k.startswith("llm.")})
         media.update({k: folder_state[k] for k in fitted})
     if lora_state and not lora:
@@ -525,7 +533,7 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
     model.load_state_dict(media, strict=False)
     return save_adapters(model, out, seed=seed, recipe=recipe, data_hash=data_hash, lora=lora if lora_state else None,
                          lora_state=lora_state, extra={"exported_from": [str(p) for p in files],
-                                "standardizer_from": str(standardizer_from) if standardizer_from else None})
+                                "fitted_from": str(fitted_from) if fitted_from else None})
 
 
 def read_provenance(folder: str | os.PathLike[str] = ASSETS_DIR) -> dict[str, Any] | None:
@@ -542,11 +550,15 @@ def read_provenance(folder: str | os.PathLike[str] = ASSETS_DIR) -> dict[str, An
         raise CheckpointError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from exc
     if data.get("format") != ADAPTERS_FORMAT or int(data.get("format_version", 0)) > ADAPTERS_FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a {ADAPTERS_FORMAT} v{ADAPTERS_FORMAT_VERSION} provenance file")
+    if int(data.get("format_version", 0)) < ADAPTERS_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: adapters of format v{data.get('format_version')} (trained on a random ViT, "
+                              f"before the pretrained ViT was shipped); retrain them: python benchmarks/world_learning.py "
+                              "--train --preset smol --ship")
     return data
 
 
 def load_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR, *, check_frozen: bool = True) -> dict[str, Any]:
-    """Load `adapters.safetensors` into `model` (strict on the trainable modules); merge LoRA deltas into the LLM.
+    """Load `adapters.safetensors` into `model` (strict on the shipped modules); merge LoRA deltas into the LLM.
 
     Returns the provenance. Checks the file's sha256 and, with `check_frozen`, that the model's frozen encoders
     are the ones the adapters were trained with.
@@ -710,21 +722,26 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def size_report(model: nn.Module) -> dict[str, Any]:
-    """Parameter counts and fp32/fp16 bytes of the trainable (shipped) and frozen (regenerated) parts."""
+    """Parameter counts and fp32/fp16 bytes of the trainable and fitted (shipped) and frozen (regenerated) parts."""
     trainable = sum(p.numel() for p in trainable_parameters(model).values())
-    frozen = sum(p.numel() for m in FROZEN_MODULES if getattr(model, m, None) is not None
-                 for p in getattr(model, m).parameters())
+
+    def count(modules: tuple[str, ...]) -> int:
+        return sum(t.numel() for m in modules if getattr(model, m, None) is not None
+                   for t in getattr(model, m).state_dict().values())
+
+    frozen, fitted = count(FROZEN_MODULES), count(FITTED_MODULES)
     llm = sum(p.numel() for p in model.llm.parameters())
     cfg = model.llm.config
     lora_r8 = cfg.num_hidden_layers * 8 * ((cfg.hidden_size + cfg.num_attention_heads * cfg.head_dim)
                                            + (cfg.hidden_size + cfg.num_key_value_heads * cfg.head_dim))
     return {"trainable_params": trainable, "trainable_fp32_bytes": 4 * trainable, "trainable_fp16_bytes": 2 * trainable,
+            "fitted_params": fitted, "shipped_fp32_bytes": 4 * (trainable + fitted),
             "lora_r8_qv_params": lora_r8, "frozen_media_params": frozen, "llm_params": llm}
 
 
 __all__ = [
     "ASSETS_DIR", "AdapterInfo", "DefaultModelUnavailable", "INSTALL_HINT", "TRAINABLE_MODULES", "FROZEN_MODULES",
-    "adapter_state", "build_default_model", "export_adapters", "build_default_videollama", "find_gguf", "frozen_fingerprint",
+    "FITTED_MODULES", "SHIPPED_MODULES", "adapter_state", "build_default_model", "export_adapters", "build_default_videollama", "find_gguf", "frozen_fingerprint",
     "init_media_weights", "is_available", "load_adapters", "load_default_model", "load_default_pipeline",
     "merge_lora", "read_provenance", "save_adapters", "size_report", "smol_config", "smollm2_llm_dir",
     "trainable_parameters",

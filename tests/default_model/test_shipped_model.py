@@ -2,9 +2,10 @@
 
 A fresh held-out world (a seed no training run used, held-out (shape, colour) pairs) is generated, every
 question is asked greedily through `videollama.load()` and scored by the `world` eval task, with the shipped
-adapters and with seeded-random ones. The issue's bar (85 % overall) is NOT reached yet (docs/world.md); what
-is checked is that the shipped adapters are the trained ones and clearly beat untrained adapters, overall and
-on audio questions (what they learned).
+adapters and with seeded-random ones (which also means a random ViT). The issue's bar (85 % overall) is NOT
+reached yet (docs/world.md); what is checked is that the shipped adapters are the trained ones and clearly beat
+untrained adapters overall, on audio questions and on static (picture) questions - what they learned. Measured
+with the shipped model: overall 48.6 vs 26.6, audio 57.1 vs 38.8, static 36.4 vs 0.0.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import videollama.default_model as dm
 #: The issue's bar for the embedded default model on held-out world questions (not reached: see the module doc).
 ISSUE_THRESHOLD = 85.0
 #: What the shipped adapters must gain over seeded-random adapters on the same questions (percentage points).
-MIN_GAIN_OVERALL, MIN_GAIN_AUDIO = 8.0, 15.0
+MIN_GAIN_OVERALL, MIN_GAIN_AUDIO, MIN_GAIN_STATIC = 8.0, 15.0, 15.0
 HELDOUT_SEED, HELDOUT_N = 2026, 24
 
 
@@ -48,3 +49,4 @@ def test_shipped_adapters_answer_heldout_world_questions(smol_llm_dir, tmp_path_
     shipped, random = results["shipped"], results["random"]
     assert shipped["overall"] >= random["overall"] + MIN_GAIN_OVERALL, results
     assert shipped["audio"] >= random["audio"] + MIN_GAIN_AUDIO, results
+    assert shipped["static"] >= random["static"] + MIN_GAIN_STATIC, results

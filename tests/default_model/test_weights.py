@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from videollama.default_model import (
-    FROZEN_MODULES, FROZEN_SHA256_SEED0, TRAINABLE_MODULES, _det_uniform, adapter_state, build_default_videollama,
+    FITTED_MODULES, FROZEN_MODULES, FROZEN_SHA256_SEED0, TRAINABLE_MODULES, _det_uniform, adapter_state, build_default_videollama,
     export_adapters, frozen_fingerprint, load_adapters, read_provenance, save_adapters, size_report, smol_config, trainable_parameters,
 )
 from videollama.errors import CheckpointError
@@ -35,7 +35,7 @@ def test_frozen_encoders_are_regenerated_bit_exactly_from_the_seed() -> None:
     a = build_default_videollama(0, llm=llm)
     assert torch.equal(state, torch.get_rng_state()), "building must not touch the global RNG"
     b = _model(0)
-    for name in FROZEN_MODULES + TRAINABLE_MODULES:
+    for name in FROZEN_MODULES + FITTED_MODULES + TRAINABLE_MODULES:  # incl. the ViT's seeded init (pretrained later)
         sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
     # the recorded fingerprint: if this fails, the frozen encoders differ on this machine/torch (adapters invalid)
@@ -67,14 +67,16 @@ def test_trainable_parts_are_small() -> None:
     report = size_report(m)
     assert report["trainable_params"] == sum(p.numel() for p in trainable_parameters(m).values())
     assert 3_000_000 < report["trainable_params"] < 6_000_000
-    assert report["trainable_fp32_bytes"] + 4 * report["lora_r8_qv_params"] < 50 * 2**20
+    assert report["fitted_params"] == sum(t.numel() for m_ in FITTED_MODULES for t in getattr(m, m_).state_dict().values())
+    assert report["shipped_fp32_bytes"] + 4 * report["lora_r8_qv_params"] < 50 * 2**20
     assert set(n.split(".")[0] for n in trainable_parameters(m)) == set(TRAINABLE_MODULES)
 
 
-def _perturb(model, seed: int) -> None:
+def _perturb(model, seed: int, vision: bool = False) -> None:
     g = torch.Generator().manual_seed(seed)
+    params = list(trainable_parameters(model).values()) + (list(model.vision.parameters()) if vision else [])
     with torch.no_grad():
-        for p in trainable_parameters(model).values():
+        for p in params:
             p.add_(torch.randn(p.shape, generator=g) * 0.01)
 
 
@@ -92,7 +94,7 @@ def _add_lora(model) -> None:
 
 def test_adapters_round_trip_with_lora(tmp_path) -> None:
     trained = _model(0)
-    _perturb(trained, 1)
+    _perturb(trained, 1, vision=True)  # the ViT is shipped too (pretrained on the world)
     _add_lora(trained)
     folder = save_adapters(trained, tmp_path / "assets", recipe={"name": "probe"}, data_hash="abc")
     prov = read_provenance(folder)
@@ -115,6 +117,14 @@ def test_adapters_round_trip_with_lora(tmp_path) -> None:
     media = torch.randn(1, 8, 32, 256)
     with torch.no_grad():
         assert torch.equal(trained.video_from_frame_features(media).llm_embeds, fresh.video_from_frame_features(media).llm_embeds)
+        frames = torch.randn(1, 3, 2, 224, 224)
+        assert torch.equal(trained.frame_features(frames), fresh.frame_features(frames))
+        assert not torch.equal(_model(0).frame_features(frames), fresh.frame_features(frames))
+    prov = read_provenance(folder)
+    assert prov["format_version"] == 2 and "vision" in prov["fitted_modules"]
+    (folder / "provenance.json").write_text(json.dumps({**prov, "format_version": 1}))
+    with pytest.raises(CheckpointError, match="retrain"):
+        read_provenance(folder)
 
 
 def test_adapters_checks(tmp_path) -> None:
@@ -143,20 +153,23 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     ckpt = {n: p.detach().clone() for n, p in trained.named_parameters() if n.split(".")[0] in vl or "lora_" in n}
     save_file(ckpt, tmp_path / "trainable.safetensors")
     spec = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}
-    with pytest.raises(ValueError, match="standardizer_from"):
+    with pytest.raises(ValueError, match="fitted_from"):
         export_adapters(tmp_path / "trainable.safetensors", tmp_path / "assets", lora=spec, llm=_small_llm())
     # the stage's model folder holds the fitted standardiser statistics (buffers, absent from checkpoints)
     fitted = _model(0)
     fitted.media_standardizer.fit(torch.randn(50, 256) * 3 + 1, torch.randn(50, 256) * 2 - 1)
+    with torch.no_grad():  # as if pretrained (world.vision_pretraining)
+        fitted.vision.encoder.patch_embed.proj.weight.mul_(1.5)
     trained.media_standardizer.load_state_dict(fitted.media_standardizer.state_dict())
     fitted.save_pretrained(tmp_path / "stage_model")
     out = export_adapters(tmp_path / "trainable.safetensors", tmp_path / "assets", lora=spec, llm=_small_llm(),
-                          recipe="probe", data_hash="d", standardizer_from=tmp_path / "stage_model")
+                          recipe="probe", data_hash="d", fitted_from=tmp_path / "stage_model")
     fresh = _model(0)
     load_adapters(fresh, out)
     std = fresh.media_standardizer.state_dict()
     assert all(torch.equal(v, fitted.media_standardizer.state_dict()[k]) for k, v in std.items())
     assert not torch.equal(std["video_std"], torch.ones(256))
+    assert all(torch.equal(v, fitted.vision.state_dict()[k]) for k, v in fresh.vision.state_dict().items())
     untouched = _model(0)
     for name in TRAINABLE_MODULES:
         want = (trained if name in vl else untouched)
@@ -165,7 +178,7 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     ids = torch.tensor([[3, 1, 4, 1, 5]])
     with torch.no_grad():
         assert torch.allclose(trained.llm(input_ids=ids).logits, fresh.llm(input_ids=ids).logits, atol=1e-5)
-    bad = {"vision.ln_vision.weight": torch.ones(256)}
+    bad = {"image_qformer.query_tokens": torch.ones(1, 32, 256)}
     save_file(bad, tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError, match="not a trainable weight"):
         export_adapters(tmp_path / "bad.safetensors", tmp_path / "x", llm=_small_llm())

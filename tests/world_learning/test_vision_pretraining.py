@@ -1,0 +1,89 @@
+"""Pretraining of the world ViT on rendered frames (world.vision_pretraining)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import torch
+
+from videollama.world import vocab as V
+from videollama.world.generate import WorldOptions, make_scenes
+from videollama.world.render import render_frame
+from videollama.world.vision_pretraining import (
+    VisionPretrainOptions, label_maps, patch_labels, pretrain_vision, rendered_frames,
+)
+
+
+def test_label_maps_match_the_rendered_pixels() -> None:
+    """Every labelled pixel has its object's colour and every other pixel the background (same masks as render)."""
+    colours = list(V.COLOURS)
+    for scene in make_scenes(WorldOptions(n=14, seed=3)):
+        for frame in scene["slot_frames"][::3]:
+            img = render_frame(scene, frame)
+            maps = label_maps(scene, frame)
+            assert maps.shape == (2, scene["height"], scene["width"])
+            fg = maps[0] > 0
+            assert np.array_equal(fg, maps[1] > 0)
+            want = np.array([V.BACKGROUNDS[scene["background"]]] + [V.COLOURS[c] for c in colours], np.uint8)[maps[0]]
+            assert np.array_equal(img, want), scene["id"]
+
+
+def test_patch_labels_take_the_patch_centres() -> None:
+    maps = np.zeros((2, 8, 8), np.int64)
+    maps[0, 1, 1], maps[1, 1, 1] = 3, 2  # centre of the top-left 4x4 patch is (2, 2): not labelled here
+    maps[0, 2, 6], maps[1, 2, 6] = 5, 4  # centre of the top-right patch
+    lab = patch_labels(maps, 2)
+    assert lab.tolist() == [[0, 5, 0, 0], [0, 4, 0, 0]]
+
+
+def test_rendered_stream_is_seeded_and_never_shows_heldout_pairs() -> None:
+    a = list(itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 70))  # crosses a block boundary
+    b = list(itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 70))
+    c = list(itertools.islice(rendered_frames(1, 16, 224, scenes_per_block=8), 5))
+    assert all(torch.equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
+    assert a[0][0].shape == (224, 224, 3) and a[0][0].dtype == torch.uint8 and a[0][1].shape == (2, 256)
+    pairs = {(int(s), int(col)) for _, lab in a for col, s in zip(*lab) if col}
+    heldout = {(V.SHAPES.index(s) + 1, list(V.COLOURS).index(c) + 1) for s, c in V.HELDOUT_PAIRS}
+    assert len(pairs) > 5 and not pairs & heldout
+
+
+def test_pretraining_trains_only_the_vit_and_beats_a_probe_of_the_random_vit(world_model) -> None:
+    from videollama.model.videollama import VideoLLaMA
+
+    opts = VisionPretrainOptions(steps=60, batch_size=8, warmup_steps=5)
+    probe = VideoLLaMA.from_pretrained(world_model)  # baseline: the same heads and steps on the random ViT
+    base = pretrain_vision(probe, dataclasses.replace(opts, train_vit=False), progress=False, eval_frames=48)
+    model = VideoLLaMA.from_pretrained(world_model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    info = pretrain_vision(model, opts, progress=False, eval_frames=48)
+    assert torch.equal(rng, torch.get_rng_state()), "must not touch the global RNG"
+    after = model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"vision"}
+    assert all(torch.equal(v, probe.state_dict()[k]) for k, v in before.items())  # the probe changed nothing
+    assert not any(p.requires_grad for p in model.vision.parameters()) and not model.vision.training
+    assert info["loss_last"] < base["loss_last"]
+    assert info["patch_accuracy"]["colour_objects"] > base["patch_accuracy"]["colour_objects"] + 10, (base, info)
+
+
+def test_benchmark_pretrains_the_model_folders_vit(world_model, tmp_path) -> None:
+    """world_learning.py --vision-steps: the model folder's ViT is replaced by the pretrained one, nothing else."""
+    import shutil
+    import sys
+
+    from tests.world_learning.conftest import ROOT
+    from videollama.model.videollama import VideoLLaMA
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from world_learning import pretrain_world_vision
+
+    folder = shutil.copytree(world_model, tmp_path / "model")
+    info = pretrain_world_vision(folder, 3, 0, None)
+    assert info["options"]["steps"] == 3
+    before, after = VideoLLaMA.from_pretrained(world_model).state_dict(), VideoLLaMA.from_pretrained(folder).state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"vision"}
