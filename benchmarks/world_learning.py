@@ -163,7 +163,7 @@ def pretrain_world_vision(model_dir: Path, steps: int, seed: int, threads: int |
     with _threads(threads):
         info = pretrain_vision(model, VisionPretrainOptions(steps=steps, seed=seed), progress=False)
     model.save_pretrained(model_dir, overwrite=True)
-    _log(f"world ViT pretrained: {info['seconds']} s, patch accuracy {info['patch_accuracy_after']}")
+    _log(f"world ViT pretrained: {info['seconds']} s, patch accuracy {info['patch_accuracy']}")
     return info
 
 
