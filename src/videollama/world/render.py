@@ -13,7 +13,7 @@ import tempfile
 import wave
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import av
 import numpy as np
@@ -51,10 +51,11 @@ def shape_mask(shape: str, r: int) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def render_frame(scene: dict[str, Any], frame: int, _cache: dict | None = None) -> np.ndarray:
+def object_masks(scene: dict[str, Any], frame: int, _cache: dict | None = None
+                 ) -> Iterator[tuple[dict[str, Any], tuple[slice, slice], np.ndarray]]:
+    """Per object on screen in `frame`, in drawing order: (state, (rows, cols) of its box clipped to the frame,
+    boolean mask of the shape within that box)."""
     h, w = scene["height"], scene["width"]
-    img = np.empty((h, w, 3), dtype=np.uint8)
-    img[:] = V.BACKGROUNDS[scene["background"]]
     cache = {} if _cache is None else _cache
     for o in state_at_frame(scene, frame):
         r = int(o["radius"])
@@ -66,8 +67,14 @@ def render_frame(scene: dict[str, Any], frame: int, _cache: dict | None = None) 
         x0, y0 = cx - r, cy - r
         xs0, ys0 = max(x0, 0), max(y0, 0)
         xs1, ys1 = min(x0 + 2 * r + 1, w), min(y0 + 2 * r + 1, h)
-        sub = m[ys0 - y0:ys1 - y0, xs0 - x0:xs1 - x0]
-        img[ys0:ys1, xs0:xs1][sub] = V.COLOURS[o["colour"]]
+        yield o, (slice(ys0, ys1), slice(xs0, xs1)), m[ys0 - y0:ys1 - y0, xs0 - x0:xs1 - x0]
+
+
+def render_frame(scene: dict[str, Any], frame: int, _cache: dict | None = None) -> np.ndarray:
+    img = np.empty((scene["height"], scene["width"], 3), dtype=np.uint8)
+    img[:] = V.BACKGROUNDS[scene["background"]]
+    for o, box, sub in object_masks(scene, frame, _cache):
+        img[box][sub] = V.COLOURS[o["colour"]]
     return img
 
 

@@ -34,8 +34,7 @@ from torch import nn
 from videollama.media.normalize import normalize_frames
 from videollama.world import vocab as V
 from videollama.world.generate import WorldOptions, make_scenes
-from videollama.world.render import render_frame, shape_mask
-from videollama.world.scene import state_at_frame
+from videollama.world.render import object_masks, render_frame
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +57,10 @@ class VisionPretrainOptions:
 
 def label_maps(scene: dict[str, Any], frame: int, masks: dict | None = None) -> np.ndarray:
     """(2, H, W) int64 maps of one frame: colour id and shape id (1-based; 0 = background), as `render_frame` draws."""
-    h, w = scene["height"], scene["width"]
-    maps = np.zeros((2, h, w), np.int64)
-    masks = {} if masks is None else masks
-    for o in state_at_frame(scene, frame):
-        r = int(o["radius"])
-        m = masks.setdefault((o["shape"], r), shape_mask(o["shape"], r))
-        cx, cy = int(round(o["centre"][0])), int(round(o["centre"][1]))
-        x0, y0 = cx - r, cy - r
-        xs0, ys0, xs1, ys1 = max(x0, 0), max(y0, 0), min(x0 + 2 * r + 1, w), min(y0 + 2 * r + 1, h)
-        sub = m[ys0 - y0:ys1 - y0, xs0 - x0:xs1 - x0]
-        maps[0, ys0:ys1, xs0:xs1][sub] = 1 + COLOURS.index(o["colour"])
-        maps[1, ys0:ys1, xs0:xs1][sub] = 1 + V.SHAPES.index(o["shape"])
+    maps = np.zeros((2, scene["height"], scene["width"]), np.int64)
+    for o, box, sub in object_masks(scene, frame, masks):
+        maps[0][box][sub] = 1 + COLOURS.index(o["colour"])
+        maps[1][box][sub] = 1 + V.SHAPES.index(o["shape"])
     return maps
 
 
