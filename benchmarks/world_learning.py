@@ -7,7 +7,8 @@
 --split heldout: another seed and (shape, colour) pairs never seen in training; --heldout-split train: a fresh
 seed of the training distribution), the model (recipes/world/make_model.py), the stage-2 instruction file
 (recipes/world/prepare_instruct.py), the pretraining of the model's ViT on rendered world frames
-(--vision-steps; world.vision_pretraining, the stand-in for EVA-CLIP's pretraining), the "av" frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
+(--vision-steps; world.vision_pretraining: ViT + image Q-Former, the stand-in for EVA-CLIP's and BLIP-2's
+pretraining), the "av" frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
 through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
 
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
@@ -35,8 +36,8 @@ ABLATIONS = {"a": "as trained", "b": "no frame position embeddings", "c": "frame
 #: Per preset: the two stage recipes in recipes/world/.
 STAGE_RECIPES = {"tiny": ("stage1_caption.yaml", "stage2_instruct.yaml"),
                  "smol": ("smol_stage1_caption.yaml", "smol_stage2_instruct.yaml")}
-#: Per preset: pretraining steps of the world ViT (world.vision_pretraining) before the stages.
-VISION_STEPS = {"tiny": 300, "smol": 600}
+#: Per preset: pretraining steps of the world image stack (ViT + image Q-Former, world.vision_pretraining).
+VISION_STEPS = {"tiny": 300, "smol": 800}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 
@@ -94,7 +95,7 @@ def run_training(a) -> dict:
     from videollama.world.vision_pretraining import FIRST_SEED
 
     if max(a.seed, a.heldout_seed) >= FIRST_SEED:
-        raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the ViT pretraining renders scenes "
+        raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "
                          "from those seeds on)")
     work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
     times: dict[str, Any] = {}
@@ -155,7 +156,8 @@ def fit_standardizer(model, cache: Path) -> None:
 
 
 def pretrain_world_vision(model_dir: Path, steps: int, seed: int, threads: int | None) -> dict:
-    """Pretrain the model folder's ViT on rendered world frames (world.vision_pretraining) and save it back."""
+    """Pretrain the model folder's ViT and image Q-Former on rendered world frames (world.vision_pretraining) and
+    save them back."""
     from videollama.model.videollama import VideoLLaMA
     from videollama.world.vision_pretraining import VisionPretrainOptions, pretrain_vision
 
@@ -163,7 +165,7 @@ def pretrain_world_vision(model_dir: Path, steps: int, seed: int, threads: int |
     with _threads(threads):
         info = pretrain_vision(model, VisionPretrainOptions(steps=steps, seed=seed), progress=False)
     model.save_pretrained(model_dir, overwrite=True)
-    _log(f"world ViT pretrained: {info['seconds']} s, patch accuracy {info['patch_accuracy']}")
+    _log(f"world image stack pretrained: {info['seconds']} s, accuracy {info['accuracy']}")
     return info
 
 
@@ -279,8 +281,8 @@ def main(argv=None) -> int:
                     "pairs never seen in training; train: the training distribution (a fresh seed only)")
     ap.add_argument("--per-record", type=int, default=3)
     ap.add_argument("--model-seed", type=int, default=0)
-    ap.add_argument("--vision-steps", type=int, default=None, help="pretraining steps of the world ViT before the "
-                    "feature cache (world.vision_pretraining; 0: keep the seeded random ViT; default: "
+    ap.add_argument("--vision-steps", type=int, default=None, help="pretraining steps of the world ViT and image "
+                    "Q-Former before the feature cache (world.vision_pretraining; 0: keep the seeded random ones; default: "
                     + ", ".join(f"{k} {v}" for k, v in VISION_STEPS.items()) + ")")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)

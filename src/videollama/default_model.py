@@ -13,25 +13,27 @@ What it is made of:
   transformers + `gguf` (~15-30 s) into a plain Hugging Face safetensors folder in the videollama cache
   (`$VIDEOLLAMA_CACHE`, default `~/.cache/videollama`), keyed by the GGUF's size and sha256; later loads
   read that folder (~0.5 s). The tokenizer (fast, with SmolLM2's ChatML chat template) comes along.
-* **Frozen encoders** (image Q-Former, ImageBind-style audio and vision trunks 192 wide; preset `smol`):
+* **Frozen encoders** (ImageBind-style audio and vision trunks 192 wide; preset `smol`):
   **random-but-fixed feature extractors**, never trained and never shipped. `init_media_weights`
   regenerates them bit-exactly from a seed using only integer random draws (`torch.randint` on a per-tensor
   mt19937 generator) and correctly rounded float64 arithmetic, so they are identical on every machine with
   the pinned torch; `frozen_fingerprint` (sha256 of their state dict) is recorded in `provenance.json` and
   checked at load time.
-* **Pretrained ViT** (EVA-style, 256 wide x 2 blocks): starts from the same seeded init, is pretrained on
-  rendered world frames (`world.vision_pretraining`, the stand-in for EVA-CLIP's pretraining; a random ViT
-  loses the shapes) and is frozen during Video-LLaMA's two stages; shipped with the adapters.
+* **Pretrained image stack** (EVA-style ViT 256 wide x 2 blocks + image Q-Former): starts from the same seeded
+  init, is pretrained on rendered world frames (`world.vision_pretraining`, the stand-in for EVA-CLIP's and
+  BLIP-2's pretraining; random ones lose the shapes and the visual story) and is frozen during Video-LLaMA's
+  two stages; shipped with the adapters.
 * **Trainable adapters** (shipped): the video Q-Former with its queries, the frame position embedding
   and `video_proj`; the audio Q-Former with its queries, the audio position embedding and `audio_proj`
-  (~4.5 M parameters, 18 MB in fp32; with the ViT 6.3 M, 25 MB), plus optional LoRA deltas on the LLM's q/v projections (merged into
-  the LLM weights at load, so inference needs no peft), the pretrained ViT and the fitted statistics of the
+  (~4.5 M parameters, 18 MB in fp32; `size_report` counts the rest), plus optional LoRA deltas on the LLM's q/v
+  projections (merged into the LLM weights at load, so inference needs no peft), the pretrained ViT and image
+  Q-Former and the fitted statistics of the
   frozen media standardiser (`VideoLLaMAConfig.standardize_media_features`). Trained on the synthetic world by
   `python benchmarks/world_learning.py --train --preset smol --ship` (docs/world.md). They live in
   `src/videollama/assets/default_model/`:
 
   ```
-  adapters.safetensors   trainable and fitted tensors (the ViT, the standardiser) in fp32, names as in
+  adapters.safetensors   trainable and fitted tensors (ViT, image Q-Former, standardiser) in fp32, names as in
                          VideoLLaMA.state_dict(); LoRA as
                          "lora.model.layers.N.self_attn.{q_proj,v_proj}.lora_{A,B}"
   provenance.json        format, preset, seed, frozen_sha256, adapters_sha256, trainable/fitted modules, llm
@@ -85,7 +87,8 @@ ASSETS_DIR = Path(__file__).parent / "assets" / "default_model"
 ADAPTERS_FILE = "adapters.safetensors"
 PROVENANCE_FILE = "provenance.json"
 ADAPTERS_FORMAT = "videollama-default-adapters"
-ADAPTERS_FORMAT_VERSION = 2  # 2: the pretrained ViT is shipped (v1 adapters were trained on a random ViT)
+#: 2: the pretrained ViT is shipped (v1: a random ViT); 3: the pretrained image Q-Former too (v2: a random one).
+ADAPTERS_FORMAT_VERSION = 3
 DEFAULT_SEED = 0
 QUERY_STD = 0.02
 POSITION_STD = 0.5
@@ -95,15 +98,15 @@ PROJECTIONS = ("video_proj", "audio_proj")
 #: Trained and shipped (official freezing of both branches).
 TRAINABLE_MODULES = ("video_qformer", "frame_position_embedding", "video_proj",
                      "audio_qformer", "audio_position_embedding", "audio_proj")
-#: Frozen in Video-LLaMA's stages but fitted on the world before them, shipped with the adapters: the ViT
-#: (pretrained on rendered world frames, `world.vision_pretraining`, as EVA-CLIP was pretrained on web images)
-#: and the media standardiser's statistics.
-FITTED_MODULES = ("vision", "media_standardizer")
+#: Frozen in Video-LLaMA's stages but fitted on the world before them, shipped with the adapters: the ViT and
+#: the image Q-Former (pretrained on rendered world frames, `world.vision_pretraining`, as EVA-CLIP and BLIP-2
+#: were pretrained on web images) and the media standardiser's statistics.
+FITTED_MODULES = ("vision", "image_qformer", "media_standardizer")
 SHIPPED_MODULES = TRAINABLE_MODULES + FITTED_MODULES
 #: Random-but-fixed, regenerated from the seed, never shipped.
-FROZEN_MODULES = ("image_qformer", "audio_encoder", "imagebind_vision")
+FROZEN_MODULES = ("audio_encoder", "imagebind_vision")
 #: sha256 of the frozen encoders of preset `smol` with seed 0 (torch 2.13); a change means they drifted.
-FROZEN_SHA256_SEED0 = "cee434d69b1dea94c2163451485be5758673f2ddb3d5f1cab1f370e03d3ff99d"
+FROZEN_SHA256_SEED0 = "fb2186bd4372c54bea8b5c0a8ee8a4954840e7283f9198c2b4e44e2ea7ddd339"
 DEFAULT_MODEL_UNTRAINED_NOTICE = (
     "the default model is untrained: its video/audio adapters are seeded-random (no "
     "src/videollama/assets/default_model/adapters.safetensors yet), so answers about media are not grounded "
@@ -494,10 +497,10 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
     Media keys (`video_qformer.*`, `audio_proj.*`, ...) are loaded into a default model built from `seed`;
     modules no file covers keep their seeded-random values. LoRA keys (peft names under `llm.`) need `lora`
     = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}. Later files win on shared keys.
-    The fitted modules (the pretrained ViT, the media standardiser's statistics) are frozen during the stages,
-    so their checkpoints do not hold them: `fitted_from` names the model folder the stage trained from (the
-    recipe's `model`, where `world_learning.py` saves them); without it the export refuses rather than ship
-    seeded-random ones.
+    The fitted modules (the pretrained ViT and image Q-Former, the standardiser's statistics) are frozen during
+    the stages, so their checkpoints do not hold them: `fitted_from` names the model folder the stage trained
+    from (the recipe's `model`, where `world_learning.py` saves them); without it the export refuses rather than
+    ship seeded-random ones.
     """
     from safetensors.torch import load_file
 
@@ -521,7 +524,7 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
     fitted = [k for k in expected if k.split(".", 1)[0] in FITTED_MODULES]
     if fitted and not all(k in media for k in fitted):
         if fitted_from is None:
-            raise ValueError("export_adapters: the checkpoints do not hold the fitted modules (pretrained ViT, media "
+            raise ValueError("export_adapters: the checkpoints do not hold the fitted modules (pretrained image stack, media "
                              "standardiser); pass fitted_from=<the model folder the stage trained from>")
         from videollama.checkpoint.folder import read_media_state
 
@@ -551,9 +554,9 @@ def read_provenance(folder: str | os.PathLike[str] = ASSETS_DIR) -> dict[str, An
     if data.get("format") != ADAPTERS_FORMAT or int(data.get("format_version", 0)) > ADAPTERS_FORMAT_VERSION:
         raise CheckpointError(f"{path}: not a {ADAPTERS_FORMAT} v{ADAPTERS_FORMAT_VERSION} provenance file")
     if int(data.get("format_version", 0)) < ADAPTERS_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: adapters of format v{data.get('format_version')} (trained on a random ViT, "
-                              f"before the pretrained ViT was shipped); retrain them: python benchmarks/world_learning.py "
-                              "--train --preset smol --ship")
+        raise CheckpointError(f"{path}: adapters of format v{data.get('format_version')} (trained on a random image "
+                              "encoder or image Q-Former, before the pretrained ones were shipped); retrain them: "
+                              "python benchmarks/world_learning.py --train --preset smol --ship")
     return data
 
 
