@@ -6,9 +6,10 @@
 --train: `world generate` a training world (--n, --seed) and a held-out world (--heldout-n, --heldout-seed,
 --split heldout: another seed and (shape, colour) pairs never seen in training; --heldout-split train: a fresh
 seed of the training distribution), the model (recipes/world/make_model.py), the stage-2 instruction file
-(recipes/world/prepare_instruct.py), the pretraining of the model's ViT on rendered world frames
-(--vision-steps; world.vision_pretraining: ViT + image Q-Former, the stand-in for EVA-CLIP's and BLIP-2's
-pretraining), the "av" frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
+(recipes/world/prepare_instruct.py), the pretraining of the model's frozen encoders: the image stack on rendered
+world frames (--vision-steps; world.vision_pretraining: ViT + image Q-Former, the stand-in for EVA-CLIP's and
+BLIP-2's pretraining) and the audio encoder on rendered world sounds (--audio-steps; world.audio_pretraining, the
+stand-in for ImageBind's), the "av" frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
 through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
 
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
@@ -38,6 +39,8 @@ STAGE_RECIPES = {"tiny": ("stage1_caption.yaml", "stage2_instruct.yaml"),
                  "smol": ("smol_stage1_caption.yaml", "smol_stage2_instruct.yaml")}
 #: Per preset: pretraining steps of the world image stack (ViT + image Q-Former, world.vision_pretraining).
 VISION_STEPS = {"tiny": 300, "smol": 800}
+#: Per preset: pretraining steps of the world audio encoder (world.audio_pretraining).
+AUDIO_STEPS = {"tiny": 300, "smol": 300}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 
@@ -108,8 +111,8 @@ def run_training(a) -> dict:
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
     vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
-    if vision_steps > 0:
-        times["vision_pretraining"] = pretrain_world_vision(model0, vision_steps, a.model_seed, a.threads)
+    audio_steps = AUDIO_STEPS[a.preset] if a.audio_steps is None else a.audio_steps
+    times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads))
     t = time.perf_counter()
     cache = work / "av_cache"
     import shutil
@@ -135,7 +138,8 @@ def run_training(a) -> dict:
                     "recipes": [info1["recipe"]],
                     "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
                               "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record},
-                              "vision_pretraining": times.get("vision_pretraining")}}
+                              "vision_pretraining": times.get("vision_pretraining"),
+                              "audio_pretraining": times.get("audio_pretraining")}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
                             recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
     times["stage1"], times["stage2"] = info1, info2
@@ -155,18 +159,32 @@ def fit_standardizer(model, cache: Path) -> None:
     _log(f"media standardiser fitted on {len(frames)} videos' cached features")
 
 
-def pretrain_world_vision(model_dir: Path, steps: int, seed: int, threads: int | None) -> dict:
+def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int, seed: int,
+                            threads: int | None) -> dict:
     """Pretrain the model folder's ViT and image Q-Former on rendered world frames (world.vision_pretraining) and
-    save them back."""
+    its audio encoder on rendered world sounds (world.audio_pretraining), and save them back. 0 steps keeps that
+    part seeded-random. Returns {"vision_pretraining": info, "audio_pretraining": info} for the parts trained."""
     from videollama.model.videollama import VideoLLaMA
+    from videollama.world.audio_pretraining import AudioPretrainOptions, pretrain_audio
     from videollama.world.vision_pretraining import VisionPretrainOptions, pretrain_vision
 
+    if vision_steps <= 0 and audio_steps <= 0:
+        return {}
     model = VideoLLaMA.from_pretrained(model_dir)
+    out = {}
     with _threads(threads):
-        info = pretrain_vision(model, VisionPretrainOptions(steps=steps, seed=seed), progress=False)
+        if vision_steps > 0:
+            out["vision_pretraining"] = pretrain_vision(model, VisionPretrainOptions(steps=vision_steps, seed=seed),
+                                                        progress=False)
+            _log(f"world image stack pretrained: {out['vision_pretraining']['seconds']} s, "
+                 f"accuracy {out['vision_pretraining']['accuracy']}")
+        if audio_steps > 0:
+            out["audio_pretraining"] = pretrain_audio(model, AudioPretrainOptions(steps=audio_steps, seed=seed),
+                                                      progress=False)
+            _log(f"world audio encoder pretrained: {out['audio_pretraining']['seconds']} s, "
+                 f"accuracy {out['audio_pretraining']['accuracy']}")
     model.save_pretrained(model_dir, overwrite=True)
-    _log(f"world image stack pretrained: {info['seconds']} s, accuracy {info['accuracy']}")
-    return info
+    return out
 
 
 def world_data_hash(world: Path) -> str:
@@ -284,6 +302,9 @@ def main(argv=None) -> int:
     ap.add_argument("--vision-steps", type=int, default=None, help="pretraining steps of the world ViT and image "
                     "Q-Former before the feature cache (world.vision_pretraining; 0: keep the seeded random ones; default: "
                     + ", ".join(f"{k} {v}" for k, v in VISION_STEPS.items()) + ")")
+    ap.add_argument("--audio-steps", type=int, default=None, help="pretraining steps of the world audio encoder "
+                    "before the feature cache (world.audio_pretraining; 0: keep the seeded random one; default: "
+                    + ", ".join(f"{k} {v}" for k, v in AUDIO_STEPS.items()) + ")")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stage1", nargs="*", default=[], help="key=value overrides of stage 1")

@@ -13,8 +13,8 @@ What it is made of:
   transformers + `gguf` (~15-30 s) into a plain Hugging Face safetensors folder in the videollama cache
   (`$VIDEOLLAMA_CACHE`, default `~/.cache/videollama`), keyed by the GGUF's size and sha256; later loads
   read that folder (~0.5 s). The tokenizer (fast, with SmolLM2's ChatML chat template) comes along.
-* **Frozen encoders** (ImageBind-style audio and vision trunks 192 wide; preset `smol`):
-  **random-but-fixed feature extractors**, never trained and never shipped. `init_media_weights`
+* **Frozen random encoder** (the ImageBind-style vision trunk, 192 wide; preset `smol`; unused by the
+  audio-visual path): a **random-but-fixed feature extractor**, never trained and never shipped. `init_media_weights`
   regenerates them bit-exactly from a seed using only integer random draws (`torch.randint` on a per-tensor
   mt19937 generator) and correctly rounded float64 arithmetic, so they are identical on every machine with
   the pinned torch; `frozen_fingerprint` (sha256 of their state dict) is recorded in `provenance.json` and
@@ -23,17 +23,21 @@ What it is made of:
   init, is pretrained on rendered world frames (`world.vision_pretraining`, the stand-in for EVA-CLIP's and
   BLIP-2's pretraining; random ones lose the shapes and the visual story) and is frozen during Video-LLaMA's
   two stages; shipped with the adapters.
+* **Pretrained audio encoder** (ImageBind-style audio trunk 192 wide x 4 blocks): likewise pretrained on
+  rendered world sounds (`world.audio_pretraining`, the stand-in for ImageBind's pretraining; a random one loses
+  pitch and beep counts), frozen in the two stages, shipped with the adapters.
 * **Trainable adapters** (shipped): the video Q-Former with its queries, the frame position embedding
   and `video_proj`; the audio Q-Former with its queries, the audio position embedding and `audio_proj`
   (~4.5 M parameters, 18 MB in fp32; `size_report` counts the rest), plus optional LoRA deltas on the LLM's q/v
   projections (merged into the LLM weights at load, so inference needs no peft), the pretrained ViT and image
-  Q-Former and the fitted statistics of the
+  Q-Former, the pretrained audio encoder and the fitted statistics of the
   frozen media standardiser (`VideoLLaMAConfig.standardize_media_features`). Trained on the synthetic world by
   `python benchmarks/world_learning.py --train --preset smol --ship` (docs/world.md). They live in
   `src/videollama/assets/default_model/`:
 
   ```
-  adapters.safetensors   trainable and fitted tensors (ViT, image Q-Former, standardiser) in fp32, names as in
+  adapters.safetensors   trainable and fitted tensors (ViT, image Q-Former, audio encoder, standardiser) in fp32,
+                         names as in
                          VideoLLaMA.state_dict(); LoRA as
                          "lora.model.layers.N.self_attn.{q_proj,v_proj}.lora_{A,B}"
   provenance.json        format, preset, seed, frozen_sha256, adapters_sha256, trainable/fitted modules, llm
@@ -87,8 +91,9 @@ ASSETS_DIR = Path(__file__).parent / "assets" / "default_model"
 ADAPTERS_FILE = "adapters.safetensors"
 PROVENANCE_FILE = "provenance.json"
 ADAPTERS_FORMAT = "videollama-default-adapters"
-#: 2: the pretrained ViT is shipped (v1: a random ViT); 3: the pretrained image Q-Former too (v2: a random one).
-ADAPTERS_FORMAT_VERSION = 3
+#: 2: the pretrained ViT is shipped (v1: a random ViT); 3: the pretrained image Q-Former too (v2: a random one);
+#: 4: the pretrained audio encoder too (v3: a random one).
+ADAPTERS_FORMAT_VERSION = 4
 DEFAULT_SEED = 0
 QUERY_STD = 0.02
 POSITION_STD = 0.5
@@ -100,13 +105,14 @@ TRAINABLE_MODULES = ("video_qformer", "frame_position_embedding", "video_proj",
                      "audio_qformer", "audio_position_embedding", "audio_proj")
 #: Frozen in Video-LLaMA's stages but fitted on the world before them, shipped with the adapters: the ViT and
 #: the image Q-Former (pretrained on rendered world frames, `world.vision_pretraining`, as EVA-CLIP and BLIP-2
-#: were pretrained on web images) and the media standardiser's statistics.
-FITTED_MODULES = ("vision", "image_qformer", "media_standardizer")
+#: were pretrained on web images), the audio encoder (pretrained on rendered world sounds,
+#: `world.audio_pretraining`, as ImageBind's) and the media standardiser's statistics.
+FITTED_MODULES = ("vision", "image_qformer", "audio_encoder", "media_standardizer")
 SHIPPED_MODULES = TRAINABLE_MODULES + FITTED_MODULES
 #: Random-but-fixed, regenerated from the seed, never shipped.
-FROZEN_MODULES = ("audio_encoder", "imagebind_vision")
+FROZEN_MODULES = ("imagebind_vision",)
 #: sha256 of the frozen encoders of preset `smol` with seed 0 (torch 2.13); a change means they drifted.
-FROZEN_SHA256_SEED0 = "fb2186bd4372c54bea8b5c0a8ee8a4954840e7283f9198c2b4e44e2ea7ddd339"
+FROZEN_SHA256_SEED0 = "fd3cf2ddf53f219203bb975f4bc48173493e0f16e26aaaa53e07cc159a1089ee"
 DEFAULT_MODEL_UNTRAINED_NOTICE = (
     "the default model is untrained: its video/audio adapters are seeded-random (no "
     "src/videollama/assets/default_model/adapters.safetensors yet), so answers about media are not grounded "
@@ -497,10 +503,10 @@ def export_adapters(trainable_files: list[str | os.PathLike[str]] | str | os.Pat
     Media keys (`video_qformer.*`, `audio_proj.*`, ...) are loaded into a default model built from `seed`;
     modules no file covers keep their seeded-random values. LoRA keys (peft names under `llm.`) need `lora`
     = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}. Later files win on shared keys.
-    The fitted modules (the pretrained ViT and image Q-Former, the standardiser's statistics) are frozen during
-    the stages, so their checkpoints do not hold them: `fitted_from` names the model folder the stage trained
-    from (the recipe's `model`, where `world_learning.py` saves them); without it the export refuses rather than
-    ship seeded-random ones.
+    The fitted modules (the pretrained ViT, image Q-Former and audio encoder, the standardiser's statistics) are
+    frozen during the stages, so their checkpoints do not hold them: `fitted_from` names the model folder the
+    stage trained from (the recipe's `model`, where `world_learning.py` saves them); without it the export
+    refuses rather than ship seeded-random ones.
     """
     from safetensors.torch import load_file
 
@@ -555,7 +561,8 @@ def read_provenance(folder: str | os.PathLike[str] = ASSETS_DIR) -> dict[str, An
         raise CheckpointError(f"{path}: not a {ADAPTERS_FORMAT} v{ADAPTERS_FORMAT_VERSION} provenance file")
     if int(data.get("format_version", 0)) < ADAPTERS_FORMAT_VERSION:
         raise CheckpointError(f"{path}: adapters of format v{data.get('format_version')} (trained on a random image "
-                              "encoder or image Q-Former, before the pretrained ones were shipped); retrain them: "
+                              "encoder, image Q-Former or audio encoder, before the pretrained ones were shipped); "
+                              "retrain them: "
                               "python benchmarks/world_learning.py --train --preset smol --ship")
     return data
 

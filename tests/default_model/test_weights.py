@@ -73,8 +73,10 @@ def test_trainable_parts_are_small() -> None:
 
 
 def _perturb(model, seed: int, vision: bool = False) -> None:
+    """Move the trainable parameters (`vision`: the pretrained encoders too) off their seeded init."""
     g = torch.Generator().manual_seed(seed)
-    stack = list(model.vision.parameters()) + list(model.image_qformer.parameters()) if vision else []
+    encoders = (model.vision, model.image_qformer, model.audio_encoder)
+    stack = [p for m in encoders for p in m.parameters()] if vision else []
     params = list(trainable_parameters(model).values()) + stack
     with torch.no_grad():
         for p in params:
@@ -95,7 +97,7 @@ def _add_lora(model) -> None:
 
 def test_adapters_round_trip_with_lora(tmp_path) -> None:
     trained = _model(0)
-    _perturb(trained, 1, vision=True)  # the ViT and image Q-Former are shipped too (pretrained on the world)
+    _perturb(trained, 1, vision=True)  # the ViT, image Q-Former and audio encoder are shipped too (pretrained)
     _add_lora(trained)
     folder = save_adapters(trained, tmp_path / "assets", recipe={"name": "probe"}, data_hash="abc")
     prov = read_provenance(folder)
@@ -122,8 +124,11 @@ def test_adapters_round_trip_with_lora(tmp_path) -> None:
         assert torch.equal(trained.frame_features(frames), fresh.frame_features(frames))
         assert not torch.equal(_model(0).frame_features(frames), fresh.frame_features(frames))
     prov = read_provenance(folder)
-    assert prov["format_version"] == 3 and {"vision", "image_qformer"} <= set(prov["fitted_modules"])
-    (folder / "provenance.json").write_text(json.dumps({**prov, "format_version": 2}))
+    assert prov["format_version"] == 4 and {"vision", "image_qformer", "audio_encoder"} <= set(prov["fitted_modules"])
+    clips = torch.randn(2, 1, 128, 204)
+    with torch.no_grad():
+        assert torch.equal(trained.audio_encoder(clips), fresh.audio_encoder(clips))
+    (folder / "provenance.json").write_text(json.dumps({**prov, "format_version": 3}))
     with pytest.raises(CheckpointError, match="retrain"):
         read_provenance(folder)
 
@@ -159,9 +164,10 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     # the stage's model folder holds the fitted standardiser statistics (buffers, absent from checkpoints)
     fitted = _model(0)
     fitted.media_standardizer.fit(torch.randn(50, 256) * 3 + 1, torch.randn(50, 256) * 2 - 1)
-    with torch.no_grad():  # as if pretrained (world.vision_pretraining)
+    with torch.no_grad():  # as if pretrained (world.vision_pretraining, world.audio_pretraining)
         fitted.vision.encoder.patch_embed.proj.weight.mul_(1.5)
         fitted.image_qformer.query_tokens.add_(1.0)
+        fitted.audio_encoder.stem.weight.mul_(1.5)
     trained.media_standardizer.load_state_dict(fitted.media_standardizer.state_dict())
     fitted.save_pretrained(tmp_path / "stage_model")
     out = export_adapters(tmp_path / "trainable.safetensors", tmp_path / "assets", lora=spec, llm=_small_llm(),
@@ -171,7 +177,7 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     std = fresh.media_standardizer.state_dict()
     assert all(torch.equal(v, fitted.media_standardizer.state_dict()[k]) for k, v in std.items())
     assert not torch.equal(std["video_std"], torch.ones(256))
-    for name in ("vision", "image_qformer"):
+    for name in ("vision", "image_qformer", "audio_encoder"):
         want = getattr(fitted, name).state_dict()
         assert all(torch.equal(v, want[k]) for k, v in getattr(fresh, name).state_dict().items()), name
     untouched = _model(0)
@@ -182,7 +188,7 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     ids = torch.tensor([[3, 1, 4, 1, 5]])
     with torch.no_grad():
         assert torch.allclose(trained.llm(input_ids=ids).logits, fresh.llm(input_ids=ids).logits, atol=1e-5)
-    bad = {"audio_encoder.cls_token": torch.ones(1)}  # a frozen encoder: never shipped
+    bad = {"imagebind_vision.cls_token": torch.ones(1)}  # a frozen encoder: never shipped
     save_file(bad, tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError, match="not a trainable weight"):
         export_adapters(tmp_path / "bad.safetensors", tmp_path / "x", llm=_small_llm())

@@ -87,8 +87,28 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert len(list((out / "videos").rglob("*.mp4"))) == 3
     assert main(["world", "generate", str(out), "--n", "3", "--seed", "5"]) == 2  # not empty, no --overwrite
     assert main(["world", "generate", str(out), "--n", "2", "--seed", "6", "--overwrite", "--max-seconds", "3"]) == 0
-    assert len(list((out / "videos").rglob("*.mp4"))) == 2
+    assert len(list((out / "videos").rglob("*.mp4"))) == 2 and not (out / ".generating").exists()
     assert main(["world", "generate", str(tmp_path / "x"), "--n", "2", "--min-seconds", "1"]) == 2
+
+
+def test_overwrite_replaces_an_interrupted_generation_but_not_other_folders(tmp_path):
+    from videollama.errors import ConfigError
+    from videollama.world.generate import prepare_out
+
+    partial = tmp_path / "partial"
+    prepare_out(partial, overwrite=False)  # what a killed `world generate` leaves: the marker, some videos
+    (partial / "videos").mkdir()
+    (partial / "videos" / "a.mp4").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="not empty"):
+        prepare_out(partial, overwrite=False)
+    prepare_out(partial, overwrite=True)
+    assert not (partial / "videos").exists() and (partial / ".generating").is_file()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a generated world"):
+        prepare_out(other, overwrite=True)
+    assert (other / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng not installed")

@@ -64,6 +64,26 @@ def test_rendered_stream_is_seeded_and_never_shows_heldout_pairs() -> None:
     assert len(pairs) > 5 and not pairs & heldout
 
 
+def test_pretraining_starts_from_sin_cos_positions(world_model) -> None:
+    """The ViT's seeded position table is replaced by the 2-D sin-cos one (CLS row 0, then row-major y, x)."""
+    from videollama.model.videollama import VideoLLaMA
+
+    model = VideoLLaMA.from_pretrained(world_model)
+    seeded = model.vision.encoder.pos_embed.detach().clone()
+    pretrain_vision(model, VisionPretrainOptions(steps=0), progress=False, eval_frames=4)
+    table = model.vision.encoder.pos_embed[0]
+    assert not torch.equal(table, seeded[0]) and torch.equal(table[0], torch.zeros(table.shape[1]))
+    q = table.shape[1] // 4  # [sin y | cos y | sin x | cos x], the first frequency is 1
+    grid = int((table.shape[0] - 1) ** 0.5)
+    for k, (y, x) in enumerate([(0, 0), (0, 3), (5, 2)]):
+        row = table[1 + y * grid + x]
+        assert torch.allclose(row[[0, q, 2 * q, 3 * q]], torch.tensor([np.sin(y), np.cos(y), np.sin(x), np.cos(x)],
+                                                                       dtype=row.dtype), atol=1e-6), k
+    kept = VideoLLaMA.from_pretrained(world_model)
+    pretrain_vision(kept, VisionPretrainOptions(steps=0, sincos_positions=False), progress=False, eval_frames=4)
+    assert torch.equal(kept.vision.encoder.pos_embed, seeded)
+
+
 def test_pretraining_trains_only_the_image_stack_and_beats_a_probe_of_the_random_one(world_model) -> None:
     from videollama.model.videollama import VideoLLaMA
 
@@ -89,8 +109,9 @@ def test_pretraining_trains_only_the_image_stack_and_beats_a_probe_of_the_random
     assert acc["count"] > base_acc["count"] + 20, (base, info)  # read from the image Q-Former's tokens
 
 
-def test_benchmark_pretrains_the_model_folders_image_stack(world_model, tmp_path) -> None:
-    """world_learning.py --vision-steps: the model folder's ViT and image Q-Former are replaced, nothing else."""
+def test_benchmark_pretrains_the_model_folders_encoders(world_model, tmp_path) -> None:
+    """world_learning.py --vision-steps / --audio-steps: the model folder's ViT, image Q-Former and audio encoder
+    are replaced, nothing else."""
     import shutil
     import sys
 
@@ -98,11 +119,11 @@ def test_benchmark_pretrains_the_model_folders_image_stack(world_model, tmp_path
     from videollama.model.videollama import VideoLLaMA
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import pretrain_world_vision
+    from world_learning import pretrain_world_encoders
 
     folder = shutil.copytree(world_model, tmp_path / "model")
-    info = pretrain_world_vision(folder, 3, 0, None)
-    assert info["options"]["steps"] == 3
+    info = pretrain_world_encoders(folder, 3, 2, 0, None)
+    assert info["vision_pretraining"]["options"]["steps"] == 3 and info["audio_pretraining"]["options"]["steps"] == 2
     before, after = VideoLLaMA.from_pretrained(world_model).state_dict(), VideoLLaMA.from_pretrained(folder).state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"vision", "image_qformer"}
+    assert changed == {"vision", "image_qformer", "audio_encoder"}

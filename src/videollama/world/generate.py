@@ -29,8 +29,11 @@ from videollama.world.questions import KINDS, caption, frame_caption, frame_ques
 from videollama.world.scene import rng_for, sample_scene, state_at_frame
 
 FORMAT_VERSION = 1
+#: Written when a generation starts and removed when its manifest.json is written: a folder holding it is a world
+#: whose generation was interrupted, which --overwrite may replace.
+GENERATING_MARKER = ".generating"
 GENERATED = ("videos", "images", "webvid", "videochat", "llava", "cc_sbu", "jsonl", "manifest.json", "stats.json",
-             "datasets.yaml", "questions.jsonl", *(f"questions_{k}.jsonl" for k in KINDS))
+             "datasets.yaml", "questions.jsonl", *(f"questions_{k}.jsonl" for k in KINDS), GENERATING_MARKER)
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"{out}: folder is not empty (use --overwrite to replace a generated world)")
-        if not (out / "manifest.json").is_file():
+        if not ((out / "manifest.json").is_file() or (out / GENERATING_MARKER).is_file()):
             raise ConfigError(f"{out}: not a generated world (no manifest.json); refusing to overwrite")
         for name in GENERATED:
             p = out / name
@@ -217,6 +220,7 @@ def prepare_out(out: Path, overwrite: bool) -> None:
             elif p.exists():
                 p.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    (out / GENERATING_MARKER).write_text("generation started; replaced by manifest.json when it completes\n")
 
 
 def generate_world(out: str | os.PathLike[str], opts: WorldOptions, *, workers: int = 1, overwrite: bool = False,
@@ -376,3 +380,4 @@ def write_annotations(out: Path, opts: WorldOptions, scenes: list[dict[str, Any]
         "annotation_sha256": {f: _sha(out / f) for f in files},
     }
     _dump(out / "manifest.json", manifest)
+    (out / GENERATING_MARKER).unlink(missing_ok=True)
