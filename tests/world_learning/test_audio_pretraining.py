@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import torch
 
+from tests.world_learning.conftest import pretrain_against_probe
 from videollama.media.audio import load_audio
 from videollama.world import vocab as V
 from videollama.world.audio_pretraining import (
@@ -64,20 +65,10 @@ def test_rendered_stream_is_seeded() -> None:
 
 
 def test_pretraining_trains_only_the_audio_encoder_and_beats_a_probe_of_the_random_one(world_model) -> None:
-    from videollama.model.videollama import VideoLLaMA
-
     opts = AudioPretrainOptions(steps=60, batch_size=32, lr=3e-3, warmup_steps=5, scenes_per_block=16)
-    probe = VideoLLaMA.from_pretrained(world_model)  # baseline: the same heads and steps on the random encoder
-    base = pretrain_audio(probe, dataclasses.replace(opts, train_encoder=False), progress=False, eval_clips=128)
-    model = VideoLLaMA.from_pretrained(world_model)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    rng = torch.get_rng_state()
-    info = pretrain_audio(model, opts, progress=False, eval_clips=128)
-    assert torch.equal(rng, torch.get_rng_state()), "must not touch the global RNG"
-    after = model.state_dict()
-    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"audio_encoder"}
-    assert all(torch.equal(v, probe.state_dict()[k]) for k, v in before.items())  # the probe changed nothing
+    base, info, model = pretrain_against_probe(world_model, pretrain_audio, opts,
+                                               dataclasses.replace(opts, train_encoder=False), {"audio_encoder"},
+                                               eval_clips=128)
     assert not any(p.requires_grad for p in model.audio_encoder.parameters()) and not model.audio_encoder.training
     assert info["loss_last"] < base["loss_last"]
     acc, base_acc = info["accuracy"], base["accuracy"]

@@ -85,22 +85,13 @@ def test_pretraining_starts_from_sin_cos_positions(world_model) -> None:
 
 
 def test_pretraining_trains_only_the_image_stack_and_beats_a_probe_of_the_random_one(world_model) -> None:
-    from videollama.model.videollama import VideoLLaMA
+    from tests.world_learning.conftest import pretrain_against_probe
 
     # ~100 steps of 16 frames are the least in which the frame-level read-out (count) rises on the tiny model
     opts = VisionPretrainOptions(steps=100, batch_size=16, lr=3e-3, warmup_steps=5, scenes_per_block=64)
-    probe = VideoLLaMA.from_pretrained(world_model)  # baseline: the same heads and steps on the random stack
-    base = pretrain_vision(probe, dataclasses.replace(opts, train_vit=False, train_image_qformer=False), progress=False,
-                           eval_frames=48)
-    model = VideoLLaMA.from_pretrained(world_model)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    rng = torch.get_rng_state()
-    info = pretrain_vision(model, opts, progress=False, eval_frames=48)
-    assert torch.equal(rng, torch.get_rng_state()), "must not touch the global RNG"
-    after = model.state_dict()
-    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"vision", "image_qformer"}
-    assert all(torch.equal(v, probe.state_dict()[k]) for k, v in before.items())  # the probe changed nothing
+    base, info, model = pretrain_against_probe(  # baseline: the same heads and steps on the random stack
+        world_model, pretrain_vision, opts, dataclasses.replace(opts, train_vit=False, train_image_qformer=False),
+        {"vision", "image_qformer"}, eval_frames=48)
     for m in (model.vision, model.image_qformer):
         assert not any(p.requires_grad for p in m.parameters()) and not m.training
     assert info["loss_last"] < base["loss_last"]
