@@ -95,7 +95,7 @@ def run_training(a) -> dict:
     from make_model import make_world_model
     from prepare_instruct import prepare
 
-    from videollama.world.vision_pretraining import FIRST_SEED
+    from videollama.world.pretraining import FIRST_SEED
 
     if max(a.seed, a.heldout_seed) >= FIRST_SEED:
         raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "

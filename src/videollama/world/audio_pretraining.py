@@ -14,7 +14,7 @@ embedding (what the audio Q-Former reads), per 2-second clip:
 A sound counts for a clip when at least `MIN_OVERLAP_S` of it (of one beep, for beeps) lies inside the clip.
 
 Data: an endless, seeded stream of clips from fresh *training-split* scene timelines (seeds from
-`vision_pretraining.FIRST_SEED` on, as the image-stack pretraining), rendered by `world.render.render_audio` and
+`pretraining.FIRST_SEED` on, as the image-stack pretraining), rendered by `world.render.render_audio` and
 cut into the 8 ImageBind clips exactly as the inference loader does (`media.audio.clips_from_waveform`;
 training and inference read the AAC-decoded track: a small gap). Only `model.audio_encoder` is trained; it is
 left frozen (requires_grad False, eval mode).
@@ -33,9 +33,8 @@ from torch import nn
 
 from videollama.media.audio import clip_sample_bounds, clip_timepoints, clips_from_waveform
 from videollama.world import vocab as V
-from videollama.world.generate import WorldOptions, make_scenes
+from videollama.world.pretraining import next_batch, train_then_freeze, training_scene_blocks
 from videollama.world.render import render_audio, synth_speech
-from videollama.world.vision_pretraining import FIRST_SEED, train_then_freeze
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +120,8 @@ def rendered_clips(seed: int, speech: bool = False, scenes_per_block: int = 64
     blocks of `scenes_per_block` timelines."""
     words = {w: synth_speech(w) for w in V.WORDS} if speech else {}
     lengths = {w: len(x) / V.SAMPLE_RATE for w, x in words.items()}
-    for block in range(1 << 30):
-        opts = WorldOptions(n=scenes_per_block, seed=FIRST_SEED + 1_000 * seed + block, split="train", speech=speech)
-        parts = [scene_clips(sc, words) for sc in make_scenes(opts, lengths)]
+    for block, scenes in training_scene_blocks(seed, scenes_per_block, speech, lengths):
+        parts = [scene_clips(sc, words) for sc in scenes]
         clips = torch.cat([c for c, _, _ in parts])
         present = np.concatenate([p for _, p, _ in parts])
         labels = np.concatenate([t for _, _, t in parts])
@@ -132,9 +130,7 @@ def rendered_clips(seed: int, speech: bool = False, scenes_per_block: int = 64
 
 
 def _batch(stream: Iterator, n: int) -> ClipBatch:
-    items = [next(stream) for _ in range(n)]
-    return ClipBatch(torch.stack([x[0] for x in items]), torch.from_numpy(np.stack([x[1] for x in items])),
-                     torch.from_numpy(np.stack([x[2] for x in items])))
+    return ClipBatch(*next_batch(stream, n))
 
 
 class AudioHeads(nn.Module):

@@ -35,9 +35,8 @@ trained; both are left frozen (requires_grad False, eval mode).
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -46,14 +45,13 @@ from torch import nn
 
 from videollama.media.normalize import normalize_frames
 from videollama.world import vocab as V
-from videollama.world.generate import WorldOptions, make_scenes
+from videollama.world.pretraining import next_batch, train_then_freeze, training_scene_blocks
 from videollama.world.render import object_masks, render_frame
 from videollama.world.scene import state_at_frame
 
 log = logging.getLogger(__name__)
 
 COLOURS = tuple(V.COLOURS)
-FIRST_SEED = 10_000  # rendered scenes use world seeds from here on; worlds trained or evaluated on stay below
 MAX_OBJECTS = 4  # a world frame shows 0..4 objects
 QUERY_STD = 1.0  # the image Q-Former's query tokens are re-drawn with this std before its pretraining
 
@@ -113,8 +111,7 @@ def rendered_frames(seed: int, grid: int, size: int = 224, scenes_per_block: int
     """Endless seeded (uint8 (size, size, 3) frame, (2, grid*grid) patch labels, (5,) colour slots) triples,
     8 frames per timeline (the uniformly sampled ones), shuffled within blocks of `scenes_per_block` timelines."""
     masks: dict = {}
-    for block in range(1 << 30):
-        scenes = make_scenes(WorldOptions(n=scenes_per_block, seed=FIRST_SEED + 1_000 * seed + block, split="train"))
+    for block, scenes in training_scene_blocks(seed, scenes_per_block):
         for j in np.random.default_rng([seed, block]).permutation(len(scenes) * V.N_SLOTS):
             scene = scenes[j // V.N_SLOTS]
             frame = scene["slot_frames"][int(j % V.N_SLOTS)]
@@ -125,9 +122,7 @@ def rendered_frames(seed: int, grid: int, size: int = 224, scenes_per_block: int
 
 
 def _batch(stream: Iterator, n: int) -> FrameBatch:
-    items = [next(stream) for _ in range(n)]
-    return FrameBatch(torch.stack([x[0] for x in items]), torch.from_numpy(np.stack([x[1] for x in items])),
-                      torch.from_numpy(np.stack([x[2] for x in items])))
+    return FrameBatch(*next_batch(stream, n))
 
 
 class StackHeads(nn.Module):
@@ -186,42 +181,6 @@ def stack_accuracy(model: nn.Module, heads: StackHeads, batch: FrameBatch) -> di
     return {"colour_all": pct(c_hit), "colour_objects": pct(c_hit[fg]), "shape_objects": pct(s_hit[fg]),
             "slot_presence": pct((pred > 0) == present), "slot_shape": pct((pred == slots)[present]),
             "count": pct(out["count"].argmax(-1) == present.sum(1))}
-
-
-def train_then_freeze(modules: list[nn.Module], heads: nn.Module, step_loss: Callable[[], torch.Tensor], steps: int,
-                      lr: float, weight_decay: float, warmup_steps: int, desc: str, progress: bool) -> dict[str, Any]:
-    """The world encoders' pretraining loop (shared with `world.audio_pretraining`): AdamW on `modules` and `heads`,
-    linear warmup then cosine to 0 (the training engine's `linear_warmup_cosine_lr` is the official schedule, with
-    its own floor), `step_loss()` per step; then `modules` are frozen (eval mode, requires_grad False).
-    Returns seconds and the mean loss of the first and last steps (up to 20 each)."""
-    from tqdm.auto import tqdm
-
-    params = [p for m in modules for p in m.parameters()]
-    for m in modules:
-        m.train()
-        m.requires_grad_(True)
-    opt = torch.optim.AdamW(params + list(heads.parameters()), lr=lr, weight_decay=weight_decay)
-    span = max(steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(warmup_steps, 1)) * 0.5 * (1 + np.cos(np.pi * min(s / span, 1.0))))
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress)
-    for _ in bar:
-        loss = step_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    for m in modules:
-        m.eval()
-        m.requires_grad_(False)
-    k = max(1, min(20, len(losses) // 5))
-    return {"seconds": round(time.perf_counter() - t0, 1),
-            "loss_first": round(float(np.mean(losses[:k])), 4) if losses else None,
-            "loss_last": round(float(np.mean(losses[-k:])), 4) if losses else None}
 
 
 def pretrain_vision(model, opts: VisionPretrainOptions = VisionPretrainOptions(), progress: bool = True,
