@@ -38,7 +38,10 @@ ABLATIONS = {"a": "as trained", "b": "no frame position embeddings", "c": "frame
 STAGE_RECIPES = {"tiny": ("stage1_caption.yaml", "stage2_instruct.yaml"),
                  "smol": ("smol_stage1_caption.yaml", "smol_stage2_instruct.yaml")}
 #: Per preset: pretraining steps of the world image stack (ViT + image Q-Former, world.vision_pretraining).
-VISION_STEPS = {"tiny": 300, "smol": 800}
+VISION_STEPS = {"tiny": 1000, "smol": 800}
+#: Per preset: strength of the mimetic init of the ViT's attention before its pretraining (0: none; the shipped
+#: default model was pretrained without it).
+MIMETIC_ATTENTION = {"tiny": 3.0, "smol": 0.0}
 #: Per preset: pretraining steps of the world audio encoder (world.audio_pretraining).
 AUDIO_STEPS = {"tiny": 300, "smol": 300}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
@@ -112,7 +115,8 @@ def run_training(a) -> dict:
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
     vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
     audio_steps = AUDIO_STEPS[a.preset] if a.audio_steps is None else a.audio_steps
-    times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads))
+    times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
+                                         MIMETIC_ATTENTION[a.preset]))
     t = time.perf_counter()
     cache = work / "av_cache"
     import shutil
@@ -160,7 +164,7 @@ def fit_standardizer(model, cache: Path) -> None:
 
 
 def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int, seed: int,
-                            threads: int | None) -> dict:
+                            threads: int | None, mimetic_attention: float = 0.0) -> dict:
     """Pretrain the model folder's ViT and image Q-Former on rendered world frames (world.vision_pretraining) and
     its audio encoder on rendered world sounds (world.audio_pretraining), and save them back. 0 steps keeps that
     part seeded-random. Returns {"vision_pretraining": info, "audio_pretraining": info} for the parts trained."""
@@ -174,8 +178,8 @@ def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int
     out = {}
     with _threads(threads):
         if vision_steps > 0:
-            out["vision_pretraining"] = pretrain_vision(model, VisionPretrainOptions(steps=vision_steps, seed=seed),
-                                                        progress=False)
+            opts = VisionPretrainOptions(steps=vision_steps, seed=seed, mimetic_attention=mimetic_attention)
+            out["vision_pretraining"] = pretrain_vision(model, opts, progress=False)
             _log(f"world image stack pretrained: {out['vision_pretraining']['seconds']} s, "
                  f"accuracy {out['vision_pretraining']['accuracy']}")
         if audio_steps > 0:

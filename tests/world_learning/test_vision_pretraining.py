@@ -8,12 +8,14 @@ import itertools
 import numpy as np
 import torch
 
+from videollama.media.normalize import normalize_frames
 from videollama.world import vocab as V
 from videollama.world.generate import WorldOptions, make_scenes
 from videollama.world.render import render_frame
 from videollama.world.scene import state_at_frame
 from videollama.world.vision_pretraining import (
-    VisionPretrainOptions, colour_slots, label_maps, patch_labels, pretrain_vision, rendered_frames,
+    VisionPretrainOptions, colour_slots, label_maps, mimetic_attention_init, patch_labels, pretrain_vision,
+    rendered_frames,
 )
 
 
@@ -82,6 +84,44 @@ def test_pretraining_starts_from_sin_cos_positions(world_model) -> None:
     kept = VideoLLaMA.from_pretrained(world_model)
     pretrain_vision(kept, VisionPretrainOptions(steps=0, sincos_positions=False), progress=False, eval_frames=4)
     assert torch.equal(kept.vision.encoder.pos_embed, seeded)
+
+
+def _first_block_attention(vit, frames: torch.Tensor) -> torch.Tensor:
+    """(N, heads, P, P) attention probabilities of the ViT's first block among the patch tokens of uint8 frames."""
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        x = vit.patch_embed(normalize_frames(frames).permute(1, 0, 2, 3)) + vit.pos_embed[:, 1:]
+        attn = vit.blocks[0].attn
+        width, heads = x.shape[-1], attn.heads
+        q, k, _ = F.linear(vit.blocks[0].norm1(x), attn.qkv.weight).view(*x.shape[:2], 3, heads, -1).unbind(2)
+        return torch.einsum("nphd,nqhd->nhpq", q, k).mul((width // heads) ** -0.5).softmax(-1)
+
+
+def test_mimetic_init_makes_the_vits_attention_follow_token_similarity(world_model) -> None:
+    """W_q = W_k = sqrt(s) * an orthogonal matrix per block, so a patch's attention favours patches like itself
+    (same content, nearby sin-cos position): on rendered frames the first block puts several times more of it on
+    the patch itself and its 8 neighbours than the seeded init, which attends almost uniformly."""
+    from videollama.model.videollama import VideoLLaMA
+
+    frames = torch.stack([f for f, _, _ in itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 4)])
+    yx = torch.stack(torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij"), -1).flatten(0, 1).float()
+    near = (torch.cdist(yx, yx) <= 1.5).float()  # 224 px / patch 14: a 16 x 16 grid; the patch and its 8 neighbours
+    mass, self_mass = {}, {}
+    for strength in (0.0, 3.0):
+        model = VideoLLaMA.from_pretrained(world_model)
+        pretrain_vision(model, VisionPretrainOptions(steps=0, mimetic_attention=strength), progress=False, eval_frames=4)
+        probs = _first_block_attention(model.vision.encoder, frames)
+        mass[strength] = (probs * near).sum(-1).mean().item()
+        self_mass[strength] = probs.diagonal(dim1=-2, dim2=-1).mean().item()
+        if strength:
+            for block in model.vision.encoder.blocks:
+                w = block.attn.qkv.weight
+                width = w.shape[1]
+                assert torch.equal(w[:width], w[width:2 * width])
+                assert torch.allclose(w[:width] @ w[:width].T, strength * torch.eye(width), atol=1e-4)
+    assert mass[0.0] < 2 * 9 / 256, mass  # the seeded init: about uniform (9 of 256 patches)
+    assert mass[3.0] > 2.5 * mass[0.0] and self_mass[3.0] > 5 * self_mass[0.0], (mass, self_mass)
 
 
 def test_pretraining_trains_only_the_image_stack_and_beats_a_probe_of_the_random_one(world_model) -> None:
