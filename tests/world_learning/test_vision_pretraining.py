@@ -14,8 +14,7 @@ from videollama.world.generate import WorldOptions, make_scenes
 from videollama.world.render import render_frame
 from videollama.world.scene import state_at_frame
 from videollama.world.vision_pretraining import (
-    VisionPretrainOptions, colour_slots, label_maps, mimetic_attention_init, patch_labels, pretrain_vision,
-    rendered_frames,
+    VisionPretrainOptions, colour_slots, label_maps, patch_labels, pretrain_vision, rendered_frames,
 )
 
 
