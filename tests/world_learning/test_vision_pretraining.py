@@ -93,7 +93,10 @@ def _first_block_attention(vit, frames: torch.Tensor) -> torch.Tensor:
         x = vit.patch_embed(normalize_frames(frames).permute(1, 0, 2, 3)) + vit.pos_embed[:, 1:]
         attn = vit.blocks[0].attn
         width, heads = x.shape[-1], attn.heads
-        q, k, _ = F.linear(vit.blocks[0].norm1(x), attn.qkv.weight).view(*x.shape[:2], 3, heads, -1).unbind(2)
+        h = vit.blocks[0].norm1(x)
+        q = F.linear(h, attn.qkv.weight[:width], attn.q_bias)  # as Attention.forward: q has a bias, k has none
+        k = F.linear(h, attn.qkv.weight[width:2 * width])
+        q, k = (t.view(*x.shape[:2], heads, -1) for t in (q, k))
         return torch.einsum("nphd,nqhd->nhpq", q, k).mul((width // heads) ** -0.5).softmax(-1)
 
 
@@ -152,8 +155,9 @@ def test_benchmark_pretrains_the_model_folders_encoders(world_model, tmp_path) -
     from world_learning import pretrain_world_encoders
 
     folder = shutil.copytree(world_model, tmp_path / "model")
-    info = pretrain_world_encoders(folder, 3, 2, 0, None)
+    info = pretrain_world_encoders(folder, 3, 2, 0, None, mimetic_attention=3.0)
     assert info["vision_pretraining"]["options"]["steps"] == 3 and info["audio_pretraining"]["options"]["steps"] == 2
+    assert info["vision_pretraining"]["options"]["mimetic_attention"] == 3.0
     before, after = VideoLLaMA.from_pretrained(world_model).state_dict(), VideoLLaMA.from_pretrained(folder).state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"vision", "image_qformer", "audio_encoder"}
