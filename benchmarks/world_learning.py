@@ -38,10 +38,9 @@ ABLATIONS = {"a": "as trained", "b": "no frame position embeddings", "c": "frame
 STAGE_RECIPES = {"tiny": ("stage1_caption.yaml", "stage2_instruct.yaml"),
                  "smol": ("smol_stage1_caption.yaml", "smol_stage2_instruct.yaml")}
 #: Per preset: pretraining steps of the world image stack (ViT + image Q-Former, world.vision_pretraining).
-VISION_STEPS = {"tiny": 2000, "smol": 800}
-#: Per preset: strength of the mimetic init of the ViT's attention before its pretraining (0: none; the shipped
-#: default model was pretrained without it).
-MIMETIC_ATTENTION = {"tiny": 3.0, "smol": 0.0}
+VISION_STEPS = {"tiny": 2000, "smol": 2000}
+#: Per preset: strength of the mimetic init of the ViT's attention before its pretraining (0: none).
+MIMETIC_ATTENTION = {"tiny": 3.0, "smol": 3.0}
 #: Per preset: pretraining steps of the world audio encoder (world.audio_pretraining).
 AUDIO_STEPS = {"tiny": 1000, "smol": 300}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)

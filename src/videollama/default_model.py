@@ -19,10 +19,10 @@ What it is made of:
   mt19937 generator) and correctly rounded float64 arithmetic, so they are identical on every machine with
   the pinned torch; `frozen_fingerprint` (sha256 of their state dict) is recorded in `provenance.json` and
   checked at load time.
-* **Pretrained image stack** (EVA-style ViT 256 wide x 2 blocks + image Q-Former): starts from the same seeded
-  init, is pretrained on rendered world frames (`world.vision_pretraining`, the stand-in for EVA-CLIP's and
-  BLIP-2's pretraining; random ones lose the shapes and the visual story) and is frozen during Video-LLaMA's
-  two stages; shipped with the adapters.
+* **Pretrained image stack** (EVA-style ViT 128 wide x 4 blocks + image Q-Former): starts from the same seeded
+  init (its attention re-set by the mimetic init), is pretrained on rendered world frames
+  (`world.vision_pretraining`, the stand-in for EVA-CLIP's and BLIP-2's pretraining; random ones lose the shapes
+  and the visual story) and is frozen during Video-LLaMA's two stages; shipped with the adapters.
 * **Pretrained audio encoder** (ImageBind-style audio trunk 192 wide x 4 blocks): likewise pretrained on
   rendered world sounds (`world.audio_pretraining`, the stand-in for ImageBind's pretraining; a random one loses
   pitch and beep counts), frozen in the two stages, shipped with the adapters.

@@ -53,10 +53,11 @@ def test_deterministic_uniform_has_the_right_statistics() -> None:
 
 def test_norms_and_biases_follow_the_init_rules() -> None:
     m = _model(0)
-    assert torch.equal(m.vision.ln_vision.weight, torch.ones(256)) and torch.equal(m.vision.ln_vision.bias, torch.zeros(256))
-    assert torch.equal(m.vision.encoder.blocks[0].attn.q_bias, torch.zeros(256))
+    width, mlp = m.config.vision.width, m.config.vision.mlp_hidden
+    assert torch.equal(m.vision.ln_vision.weight, torch.ones(width)) and torch.equal(m.vision.ln_vision.bias, torch.zeros(width))
+    assert torch.equal(m.vision.encoder.blocks[0].attn.q_bias, torch.zeros(width))
     assert abs(float(m.video_proj.weight.detach().std()) - 0.13 / 16) < 3e-4  # token-embedding scale / sqrt(256)
-    assert abs(float(m.vision.encoder.blocks[0].mlp.fc2.weight.detach().std()) - 1 / 32) < 1e-3  # 1/sqrt(fan_in)
+    assert abs(float(m.vision.encoder.blocks[0].mlp.fc2.weight.detach().std()) - mlp ** -0.5) < 1e-3  # 1/sqrt(fan_in)
     assert abs(float(m.video_qformer.query_tokens.detach().std()) - 0.02) < 2e-3
     assert abs(float(m.frame_position_embedding.weight.detach().std()) - 0.5) < 0.03
     assert float(m.audio_encoder.log_logit_scale.exp()) == pytest.approx(20.0)  # buffers keep their constants
