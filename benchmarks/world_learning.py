@@ -109,7 +109,7 @@ def run_training(a) -> dict:
     generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
     generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split), workers=a.workers,
                    overwrite=True, progress=None)
-    prepare(train_w, per_record=a.per_record)
+    prepare(train_w, per_record=a.per_record, leak_free=a.leak_free)
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
     vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
@@ -140,7 +140,7 @@ def run_training(a) -> dict:
         adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
                     "recipes": [info1["recipe"]],
                     "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
-                              "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record},
+                              "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record, "leak_free": a.leak_free},
                               "vision_pretraining": times.get("vision_pretraining"),
                               "audio_pretraining": times.get("audio_pretraining")}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
@@ -301,6 +301,8 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-split", choices=("heldout", "train"), default="heldout", help="heldout: (shape, colour) "
                     "pairs never seen in training; train: the training distribution (a fresh seed only)")
     ap.add_argument("--per-record", type=int, default=3)
+    ap.add_argument("--leak-free", action="store_true", help="stage-2 records where no turn gives a later turn's "
+                    "answer away (recipes/world/prepare_instruct.py)")
     ap.add_argument("--model-seed", type=int, default=0)
     ap.add_argument("--vision-steps", type=int, default=None, help="pretraining steps of the world ViT and image "
                     "Q-Former before the feature cache (world.vision_pretraining; 0: keep the seeded random ones; default: "

@@ -5,14 +5,20 @@ world's own videochat_instruct.json asks the description and up to 4 of the vali
 file asks, per training video, the description and *every* valid question (from the video's ground-truth
 timeline, `world.questions.video_questions`), each question that has choices also in the multiple-choice form
 the `world` eval uses (`evaluation.matching.format_mc_prompt`, answer = the option's text), spread over records
-of at most `--per-record` QA turns in a seeded random order. Only the training world is read: nothing of the
-held-out world (another seed, held-out (shape, colour) pairs) is used.
+of at most `--per-record` QA turns in a seeded random order. With `--leak-free`, no turn of a record gives a
+later one's answer away (`leaks`): "What colour is the star?" -> "blue" is never followed by "What shape is the
+blue object?", nor the description by anything it names, nor a question by its multiple-choice form; such a turn
+is answered from the text instead of the video (docs/world.md, "Session 8"). Without it (the recipes' default,
+which trained the shipped model) consecutive turns of the shuffled order form a record.
+Only the training world is read: nothing of the held-out world (another seed, held-out (shape, colour) pairs) is
+used.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +30,33 @@ from videollama.world.scene import rng_for
 DESCRIBE = "Describe what you see and hear in the video."
 
 
-def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str = "videochat_instruct_all.json") -> Path:
+def leaks(earlier: dict, later: dict) -> bool:
+    """Whether the earlier turn's question stem or answer names the later turn's answer (as whole words)."""
+    text = f"{earlier.get('stem', earlier['q'])} {earlier['a']}".lower()
+    return re.search(rf"\b{re.escape(later['a'].lower())}\b", text) is not None
+
+
+def group_without_leaks(pairs: list[dict], per_record: int) -> list[list[dict]]:
+    """Records of at most `per_record` turns, in the given order, where no turn leaks a later one's answer: each
+    turn joins the first record it can end (nothing there leaks it) or start (it leaks nothing there)."""
+    records: list[list[dict]] = []
+    for pair in pairs:
+        for rec in records:
+            if len(rec) >= per_record:
+                continue
+            if not any(leaks(turn, pair) for turn in rec):
+                rec.append(pair)
+                break
+            if not any(leaks(pair, turn) for turn in rec):
+                rec.insert(0, pair)
+                break
+        else:
+            records.append([pair])
+    return records
+
+
+def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str = "videochat_instruct_all.json",
+            leak_free: bool = False) -> Path:
     world = Path(world)
     opts = json.loads((world / "manifest.json").read_text())["options"]
     base = json.loads((world / "videochat" / "videochat_instruct.json").read_text())
@@ -38,10 +70,14 @@ def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str
             pairs.append({"q": q["question"], "a": q["answer"]})
             if q.get("choices"):
                 options = [q["choices"][i] for i in rng.permutation(len(q["choices"]))]
-                pairs.append({"q": format_mc_prompt(q["question"], options), "a": q["answer"]})
-        order = rng.permutation(len(pairs))
-        for s in range(0, len(order), per_record):
-            records.append({"video": rec["video"], "QA": [pairs[i] for i in order[s:s + per_record]]})
+                pairs.append({"q": format_mc_prompt(q["question"], options), "a": q["answer"], "stem": q["question"]})
+        shuffled = [pairs[i] for i in rng.permutation(len(pairs))]
+        if leak_free:
+            groups = group_without_leaks(shuffled, per_record)
+        else:
+            groups = [shuffled[s:s + per_record] for s in range(0, len(shuffled), per_record)]
+        for group in groups:
+            records.append({"video": rec["video"], "QA": [{"q": p["q"], "a": p["a"]} for p in group]})
     out = world / "videochat" / out_name
     out.write_text(json.dumps(records, indent=0))
     return out
@@ -51,6 +87,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("world")
     ap.add_argument("--per-record", type=int, default=3)
+    ap.add_argument("--leak-free", action="store_true", help="no turn of a record gives a later turn's answer away")
+    ap.add_argument("--out-name", default="videochat_instruct_all.json")
     a = ap.parse_args()
-    p = prepare(a.world, a.per_record)
+    p = prepare(a.world, a.per_record, out_name=a.out_name, leak_free=a.leak_free)
     print(f"{p}: {len(json.loads(p.read_text()))} records")
