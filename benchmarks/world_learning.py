@@ -42,7 +42,7 @@ VISION_STEPS = {"tiny": 2000, "smol": 2000}
 #: Per preset: strength of the mimetic init of the ViT's attention before its pretraining (0: none).
 MIMETIC_ATTENTION = {"tiny": 3.0, "smol": 3.0}
 #: Per preset: pretraining steps of the world audio encoder (world.audio_pretraining).
-AUDIO_STEPS = {"tiny": 1000, "smol": 300}
+AUDIO_STEPS = {"tiny": 1000, "smol": 1000}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 

@@ -118,7 +118,8 @@ def test_adapters_round_trip_with_lora(tmp_path) -> None:
         ref = trained.llm(input_ids=ids).logits
         out = fresh.llm(input_ids=ids).logits  # LoRA merged into q/v weights: no peft at inference
     assert torch.allclose(ref, out, atol=1e-5)
-    media = torch.randn(1, 8, 32, 256)
+    qf = fresh.config.image_qformer
+    media = torch.randn(1, 8, qf.num_query_tokens, qf.hidden)  # image Q-Former tokens of 8 frames
     with torch.no_grad():
         assert torch.equal(trained.video_from_frame_features(media).llm_embeds, fresh.video_from_frame_features(media).llm_embeds)
         frames = torch.randn(1, 3, 2, 224, 224)
@@ -164,7 +165,8 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
         export_adapters(tmp_path / "trainable.safetensors", tmp_path / "assets", lora=spec, llm=_small_llm())
     # the stage's model folder holds the fitted standardiser statistics (buffers, absent from checkpoints)
     fitted = _model(0)
-    fitted.media_standardizer.fit(torch.randn(50, 256) * 3 + 1, torch.randn(50, 256) * 2 - 1)
+    hq, o = fitted.config.image_qformer.hidden, fitted.config.audio_encoder.out_dim
+    fitted.media_standardizer.fit(torch.randn(50, hq) * 3 + 1, torch.randn(50, o) * 2 - 1)
     with torch.no_grad():  # as if pretrained (world.vision_pretraining, world.audio_pretraining)
         fitted.vision.encoder.patch_embed.proj.weight.mul_(1.5)
         fitted.image_qformer.query_tokens.add_(1.0)
@@ -177,7 +179,7 @@ def test_export_adapters_from_a_training_checkpoint(tmp_path) -> None:
     load_adapters(fresh, out)
     std = fresh.media_standardizer.state_dict()
     assert all(torch.equal(v, fitted.media_standardizer.state_dict()[k]) for k, v in std.items())
-    assert not torch.equal(std["video_std"], torch.ones(256))
+    assert not torch.equal(std["video_std"], torch.ones_like(std["video_std"]))
     for name in ("vision", "image_qformer", "audio_encoder"):
         want = getattr(fitted, name).state_dict()
         assert all(torch.equal(v, want[k]) for k, v in getattr(fresh, name).state_dict().items()), name
