@@ -4,8 +4,11 @@
    stores) vs without (pixels through the frozen EVA + image Q-Former every step), for a base-size EVA
    (width 768, depth 12, 224 px, 8 frames); the rest of the model is the tiny preset.
 2. samples/s of the engine, 1 process vs 2 gloo DDP processes, same global batch (tiny model, cached features).
+3. `group_by_length`: the learning proof's stage 2 (recipes/world/stage2_instruct.yaml: tiny "av" model, cached
+   features, instruction records of 157-489 tokens) on a small generated world, records/s and padded/real tokens
+   with and without length grouping, the two runs alternated in rounds.
 
-    python benchmarks/train.py [--steps 3] [--ddp-steps 24]
+    python benchmarks/train.py [--steps 3] [--ddp-steps 24] [--group-steps 150 --group-batch 8 --group-rounds 2]
 """
 
 from __future__ import annotations
@@ -82,6 +85,51 @@ def ddp_benchmark(steps: int, global_batch: int) -> tuple[float, float]:
     return run(1), run(2)
 
 
+def group_benchmark(steps: int, batch: int, rounds: int) -> dict[bool, dict[str, float]]:
+    """{grouped: {"records_s", "padded_over_real"}} of the world stage 2 (see the module doc), summed over rounds."""
+    sys.path.insert(0, str(REPO / "recipes" / "world"))
+    from make_model import make_world_model
+    from prepare_instruct import prepare
+
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.text.tokenizer import load_tokenizer
+    from videollama.training.data import build_training_data
+    from videollama.training.data.av_cache import build_av_feature_cache
+    from videollama.training.engine import train
+    from videollama.training.recipe import TrainRecipe
+    from videollama.world.generate import WorldOptions, generate_world
+
+    tmp = Path(tempfile.mkdtemp(prefix="vl-group-bench-"))
+    world = tmp / "world"
+    generate_world(world, WorldOptions(n=60, seed=1), workers=2, progress=None)
+    prepare(world, leak_free=True)
+    model = make_world_model(tmp / "model", seed=0)
+
+    def recipe(grouped: bool, k: int) -> TrainRecipe:
+        return TrainRecipe.from_yaml(REPO / "recipes/world/stage2_instruct.yaml", [
+            f"model={model}", f"output_dir={tmp / f'run{k}'}", f"feature_cache={tmp / 'cache'}",
+            f"datasets.0.annotations={world / 'videochat' / 'videochat_instruct_all.json'}",
+            f"datasets.0.media_root={world / 'videos'}", f"optim.batch_size={batch}",
+            f"optim.iters_per_epoch={steps}", f"group_by_length={str(grouped).lower()}"])
+
+    encoders = VideoLLaMA.from_pretrained(model)
+    build_av_feature_cache(recipe(False, 0), encoders, tmp / "cache")
+    out = {g: {"seconds": 0.0, "records": 0, "padded": 0, "real": 0} for g in (False, True)}
+    for k in range(rounds):
+        for grouped in (False, True) if k % 2 == 0 else (True, False):
+            res = train(recipe(grouped, k), resume=False, export=False, progress=False)
+            out[grouped]["seconds"] += res.train_seconds
+            out[grouped]["records"] += steps * batch
+    for grouped in (False, True):  # the padding of the same steps, from the data stream alone
+        data = build_training_data(recipe(grouped, 0), load_tokenizer(model / "llm"), encoders.config)
+        for b in data.batches(num_steps=steps, num_workers=0):
+            mask = b["attention_mask"]
+            out[grouped]["padded"] += mask.numel()
+            out[grouped]["real"] += int(mask.sum())
+    return {g: {"records_s": v["records"] / v["seconds"], "padded_over_real": v["padded"] / v["real"]}
+            for g, v in out.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=3)
@@ -89,17 +137,30 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--ddp-steps", type=int, default=24)
     p.add_argument("--ddp-global-batch", type=int, default=8)
+    p.add_argument("--group-steps", type=int, default=150, help="stage-2 steps per run of the grouping benchmark")
+    p.add_argument("--group-batch", type=int, default=8)
+    p.add_argument("--group-rounds", type=int, default=2, help="plain and grouped runs each, alternated")
+    p.add_argument("--only", choices=("cache", "ddp", "group"), default=None, help="run one benchmark only")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
     print(f"load average {os.getloadavg()[0]:.2f} (a shared machine: small ops suffer most from busy cores)")
-    for threads in sorted({1, torch.get_num_threads()}):
+    threads0 = torch.get_num_threads()
+    for threads in sorted({1, threads0}) if args.only in (None, "cache") else ():
         torch.set_num_threads(threads)
         raw, cached = cache_benchmark(args.steps, args.frames, args.batch)
         print(f"[cache] EVA-B/14 768x12 @224, {args.frames} frames, batch {args.batch}, {threads} thread(s): "
               f"step without cache {raw:.3f} s, with cached frame_features {cached:.4f} s -> {raw / cached:.1f}x faster")
-    one, two = ddp_benchmark(args.ddp_steps, args.ddp_global_batch)
-    print(f"[ddp] tiny model, global batch {args.ddp_global_batch}, {args.ddp_steps} steps: 1 process {one:.1f} samples/s, "
-          f"2 gloo processes {two:.1f} samples/s -> {two / one:.2f}x")
+    torch.set_num_threads(threads0)
+    if args.only in (None, "ddp"):
+        one, two = ddp_benchmark(args.ddp_steps, args.ddp_global_batch)
+        print(f"[ddp] tiny model, global batch {args.ddp_global_batch}, {args.ddp_steps} steps: 1 process {one:.1f} "
+              f"samples/s, 2 gloo processes {two:.1f} samples/s -> {two / one:.2f}x")
+    if args.only in (None, "group"):
+        r = group_benchmark(args.group_steps, args.group_batch, args.group_rounds)
+        print(f"[group] world stage 2, batch {args.group_batch}, {args.group_rounds} x {args.group_steps} steps each: "
+              f"plain {r[False]['records_s']:.1f} records/s (padded/real tokens {r[False]['padded_over_real']:.2f}), "
+              f"group_by_length {r[True]['records_s']:.1f} records/s ({r[True]['padded_over_real']:.2f}) -> "
+              f"{r[True]['records_s'] / r[False]['records_s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,47 @@ def test_distributed_sharding_is_disjoint():
     assert all(len({p.dataset_at(s) for p in plans}) == 1 for s in range(300))
 
 
+def _padded_over_real(batches, lengths):
+    """Tokens after padding each batch to its longest sample, over the samples' own tokens."""
+    return sum(max(lengths[i] for i in b) * len(b) for b in batches) / sum(lengths[i] for b in batches for i in b)
+
+
+def test_length_grouping_pads_less_and_keeps_epochs():
+    n, bs = 1003, 8  # 1003 % 8 != 0: later epochs start inside a batch of the stream
+    lengths = torch.randint(100, 500, (n,), generator=torch.Generator().manual_seed(0)).tolist()
+    plain = MixturePlan(["a"], [n], [1], bs, seed=3)
+    grouped = MixturePlan(["a"], [n], [1], bs, seed=3, sample_lengths=[lengths])
+    steps = range(3 * n // bs)
+    for plan in (plain, grouped):
+        items = [plan.batch_at(s)[1] for s in steps]
+        for epoch in range(2):  # each epoch still visits every sample once
+            assert sorted(i for b in items for i, e in b if e == epoch) == list(range(n))
+    per_epoch = {}
+    for name, plan in (("plain", plain), ("grouped", grouped)):
+        batches = [[i for i, _ in plan.batch_at(s)[1]] for s in steps]
+        per_epoch[name] = [_padded_over_real(batches[k * (n // bs) + 1:(k + 1) * (n // bs) - 1], lengths)
+                           for k in range(3)]
+    assert all(r > 1.25 for r in per_epoch["plain"])
+    assert all(r < 1.05 for r in per_epoch["grouped"]), per_epoch  # also in epochs that start mid-batch
+    # seeded and not sorted over the whole epoch: consecutive batches are not in length order
+    again = MixturePlan(["a"], [n], [1], bs, seed=3, sample_lengths=[lengths])
+    assert [again.batch_at(s) for s in range(300)] == [grouped.batch_at(s) for s in range(300)]
+    firsts = [lengths[grouped.batch_at(s)[1][0][0]] for s in range(50)]
+    assert firsts != sorted(firsts) and firsts != sorted(firsts, reverse=True)
+    with pytest.raises(ValueError, match="sample lengths"):
+        MixturePlan(["a"], [n], [1], bs, seed=3, sample_lengths=[lengths[:-1]])
+
+
+def test_length_grouping_from_the_recipe(data_root, tokenizer, model_config):
+    spec = spec_for(data_root, "videochat_instruct")
+    data = build_training_data(recipe_for([spec], batch_size=2, group_by_length=True), tokenizer, model_config)
+    ds = data.datasets[spec.name]
+    lengths = ds.text_lengths()
+    assert len(lengths) == len(ds) and all(k > 0 for k in lengths)
+    assert data.plan().sample_lengths == [lengths]
+    assert build_training_data(recipe_for([spec], batch_size=2), tokenizer, model_config).plan().sample_lengths == [None]
+
+
 def test_iterator_resume_and_workers(data_root, tokenizer, model_config):
     specs = [spec_for(data_root, "cc_sbu_align", sample_ratio=2), spec_for(data_root, "jsonl", sample_ratio=1)]
     data = build_training_data(recipe_for(specs, batch_size=2), tokenizer, model_config)

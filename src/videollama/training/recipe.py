@@ -97,6 +97,7 @@ class TrainRecipe:
     num_workers: int = 2
     log_with: tuple[str, ...] = ("tensorboard",)
     instruct_max_len: int = 512  # hard-coded 512 officially (quirk 27)
+    group_by_length: bool = False  # batches of samples of about the same text length: less padding (not official)
 
     def __post_init__(self) -> None:
         if not self.datasets:

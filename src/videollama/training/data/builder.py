@@ -127,8 +127,10 @@ class TrainingData:
     # ------------------------------------------------------------------------------------------ mixture
     def plan(self, rank: int = 0, world_size: int = 1, seed: int | None = None) -> MixturePlan:
         names = list(self.datasets)
+        lengths = [self.datasets[n].text_lengths() for n in names] if self.recipe.group_by_length else None
         return MixturePlan(names, [len(self.datasets[n]) for n in names], [self.weights[n] for n in names],
-                           self.batch_size, self.recipe.seed if seed is None else seed, rank, world_size)
+                           self.batch_size, self.recipe.seed if seed is None else seed, rank, world_size,
+                           sample_lengths=lengths)
 
     def batch_at(self, step: int, plan: MixturePlan) -> dict[str, Any]:
         """The collated batch of `step` (pure function of seed, step, rank, world_size and the data)."""

@@ -185,6 +185,17 @@ class TrainingDataset(torch.utils.data.Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def text_lengths(self) -> list[int]:
+        """Each record's text length in characters (caption, or every turn): the length-grouping key, read
+        without tokenizing (a proxy for the token count, which only the order of lengths needs)."""
+        def chars(rec: Record) -> int:
+            if rec.qa is not None:
+                return sum(len(p["q"]) + len(p["a"]) for p in rec.qa)
+            if rec.turns is not None:
+                return sum(len(t["value"]) for t in rec.turns)
+            return len(rec.caption or "")
+        return [chars(rec) for rec in self.records]
+
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         out = self.load(index)
         return out if isinstance(out, dict) else None

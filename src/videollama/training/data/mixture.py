@@ -13,6 +13,10 @@ Here:
 * the batch of step s takes the next `batch_size` positions of its dataset's stream, i.e. positions
   `[k * B, (k + 1) * B)` where k = how many earlier steps chose that dataset (computed by replaying the choices:
   one multinomial per 1024 steps, memoised).
+* length grouping (optional, not official; Hugging Face Trainer's `group_by_length`): given each sample's text
+  length, every window of `GROUP_WINDOW` batches of an epoch's per-rank permutation is sorted by length and cut
+  into batches, whose order inside the window is then shuffled (seeded). A batch then holds samples of about the
+  same length, so it is padded far less; which samples an epoch visits does not change.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import torch
 __all__ = ["MixturePlan"]
 
 CHUNK = 1024
+#: Length grouping: samples are sorted by length inside windows of this many batches (Hugging Face's megabatch).
+GROUP_WINDOW = 50
 
 
 def _mix(*parts) -> int:
@@ -35,7 +41,8 @@ class MixturePlan:
     """Which samples (dataset, index, epoch) make the batch of each step on one rank."""
 
     def __init__(self, names: list[str], lengths: list[int], weights: list[float], batch_size: int, seed: int,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, sample_lengths: list[list[int] | None] | None = None):
+        """`sample_lengths[d]`: per-sample text lengths of dataset d for length grouping (None: not grouped)."""
         if not (0 <= rank < world_size):
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         if len(names) != len(lengths) or len(names) != len(weights):
@@ -50,6 +57,10 @@ class MixturePlan:
         self.weights = w
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
+        self.sample_lengths = list(sample_lengths) if sample_lengths is not None else [None] * len(names)
+        for n, length, sl in zip(names, lengths, self.sample_lengths):
+            if sl is not None and len(sl) != length:
+                raise ValueError(f"dataset '{n}': {len(sl)} sample lengths for {length} samples")
         self._chunks: list[torch.Tensor] = []
         self._counts: list[torch.Tensor] = [torch.zeros(len(names), dtype=torch.long)]  # before each chunk
         self._perm_cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -83,8 +94,28 @@ class MixturePlan:
                 self._perm_cache.clear()
             g = torch.Generator().manual_seed(_mix(self.seed, self.names[d], "epoch", epoch))
             perm = torch.randperm(self.lengths[d], generator=g)
-            self._perm_cache[key] = perm[self.rank: self.per_rank(d) * self.world_size: self.world_size]
+            perm = perm[self.rank: self.per_rank(d) * self.world_size: self.world_size]
+            if self.sample_lengths[d] is not None:
+                perm = self._grouped(d, epoch, perm)
+            self._perm_cache[key] = perm
         return self._perm_cache[key]
+
+    def _grouped(self, d: int, epoch: int, perm: torch.Tensor) -> torch.Tensor:
+        """`perm` with every window of GROUP_WINDOW batches sorted by sample length, cut into batches, and those
+        batches shuffled. Windows start on the stream's batch boundaries (an epoch need not start on one)."""
+        b = self.batch_size
+        head = min((-epoch * len(perm)) % b, len(perm))  # these first samples end a batch begun the epoch before
+        lengths = torch.as_tensor(self.sample_lengths[d], dtype=torch.long)
+        g = torch.Generator().manual_seed(_mix(self.seed, self.names[d], "group", epoch))
+        out = [perm[:head]]
+        window = GROUP_WINDOW * b
+        for start in range(head, len(perm), window):
+            chunk = perm[start:start + window]
+            chunk = chunk[torch.argsort(lengths[chunk], descending=True, stable=True)]
+            batches = list(chunk.split(b))
+            tail = [batches.pop()] if len(batches[-1]) < b else []  # a short last batch stays last (alignment)
+            out += [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()] + tail
+        return torch.cat(out)
 
     def sample_at(self, d: int, position: int) -> tuple[int, int]:
         """(index, epoch) of the `position`-th sample of dataset `d`'s stream on this rank."""
