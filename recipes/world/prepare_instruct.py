@@ -9,7 +9,10 @@ of at most `--per-record` QA turns in a seeded random order. With `--leak-free`,
 later one's answer away (`leaks`): "What colour is the star?" -> "blue" is never followed by "What shape is the
 blue object?", nor the description by anything it names, nor a question by its multiple-choice form; such a turn
 is answered from the text instead of the video (docs/world.md, "Session 8"). Without it (the recipes' default,
-which trained the shipped model) consecutive turns of the shuffled order form a record.
+which trained the shipped model) consecutive turns of the shuffled order form a record. `--repeat TYPE=K,...`
+asks every question of those types (`world.questions` types: shape, colour, beeps, ...) K times, in its plain and
+multiple-choice forms, so stage 2 spends more of its answers on them (with `--leak-free` the copies of a
+question land in different records, since a copy gives its own answer away).
 Only the training world is read: nothing of the held-out world (another seed, held-out (shape, colour) pairs) is
 used.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from videollama.evaluation.matching import format_mc_prompt
-from videollama.world.questions import video_questions
+from videollama.world.questions import QUESTION_TYPES, video_questions
 from videollama.world.scene import rng_for
 
 DESCRIBE = "Describe what you see and hear in the video."
@@ -55,8 +58,22 @@ def group_without_leaks(pairs: list[dict], per_record: int) -> list[list[dict]]:
     return records
 
 
+def parse_repeats(text: str) -> dict[str, int]:
+    """`--repeat` text to a dict: "shape=3,beeps=2" -> {"shape": 3, "beeps": 2}; SystemExit with the reason if bad."""
+    try:
+        reps = {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
+    except ValueError:
+        raise SystemExit(f"--repeat {text!r}: expected TYPE=K,... with whole numbers K >= 1") from None
+    if any(k < 1 for k in reps.values()):
+        raise SystemExit(f"--repeat {text!r}: expected TYPE=K,... with whole numbers K >= 1")
+    known = [t for types in QUESTION_TYPES.values() for t in types]
+    if unknown := sorted(set(reps) - set(known)):
+        raise SystemExit(f"--repeat {text!r}: unknown question type(s) {unknown}; known: {', '.join(known)}")
+    return reps
+
+
 def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str = "videochat_instruct_all.json",
-            leak_free: bool = False) -> Path:
+            leak_free: bool = False, repeats: dict[str, int] | None = None) -> Path:
     world = Path(world)
     opts = json.loads((world / "manifest.json").read_text())["options"]
     base = json.loads((world / "videochat" / "videochat_instruct.json").read_text())
@@ -67,10 +84,11 @@ def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str
         qs = video_questions(scene, rng_for(opts["seed"], opts["split"], scene["index"], 2), opts["speech"])
         pairs = [{"q": DESCRIBE, "a": scene["caption"]}]
         for q in qs:
-            pairs.append({"q": q["question"], "a": q["answer"]})
-            if q.get("choices"):
-                options = [q["choices"][i] for i in rng.permutation(len(q["choices"]))]
-                pairs.append({"q": format_mc_prompt(q["question"], options), "a": q["answer"], "stem": q["question"]})
+            for _ in range((repeats or {}).get(q["type"], 1)):
+                pairs.append({"q": q["question"], "a": q["answer"]})
+                if q.get("choices"):
+                    options = [q["choices"][i] for i in rng.permutation(len(q["choices"]))]
+                    pairs.append({"q": format_mc_prompt(q["question"], options), "a": q["answer"], "stem": q["question"]})
         shuffled = [pairs[i] for i in rng.permutation(len(pairs))]
         if leak_free:
             groups = group_without_leaks(shuffled, per_record)
@@ -89,6 +107,7 @@ if __name__ == "__main__":
     ap.add_argument("--per-record", type=int, default=3)
     ap.add_argument("--leak-free", action="store_true", help="no turn of a record gives a later turn's answer away")
     ap.add_argument("--out-name", default="videochat_instruct_all.json")
+    ap.add_argument("--repeat", default="", help="TYPE=K,...: ask each question of these types K times")
     a = ap.parse_args()
-    p = prepare(a.world, a.per_record, out_name=a.out_name, leak_free=a.leak_free)
+    p = prepare(a.world, a.per_record, out_name=a.out_name, leak_free=a.leak_free, repeats=parse_repeats(a.repeat))
     print(f"{p}: {len(json.loads(p.read_text()))} records")

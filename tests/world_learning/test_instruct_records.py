@@ -6,10 +6,12 @@ import json
 import sys
 from collections import Counter
 
+import pytest
+
 from .conftest import RECIPES
 
 sys.path.insert(0, str(RECIPES))
-from prepare_instruct import group_without_leaks, leaks, prepare  # noqa: E402
+from prepare_instruct import group_without_leaks, leaks, parse_repeats, prepare  # noqa: E402
 
 COLOUR = {"q": "What colour is the star?", "a": "blue"}
 SHAPE = {"q": "What shape is the blue object?", "a": "star"}
@@ -57,3 +59,36 @@ def test_world_records_hold_every_turn_once_and_leak_nowhere(world_dir):
     assert all(_leak_free(r) for r in with_stems(new))
     assert not all(_leak_free(r) for r in with_stems(old))  # the old grouping did leak on this world
     assert len(new) <= 1.2 * len(old)  # it still packs about 3 turns per record
+
+
+def test_repeated_types_are_asked_that_many_times_in_different_records(world_dir):
+    base = json.loads(prepare(world_dir, per_record=3, out_name="lf.json", leak_free=True).read_text())
+    more = json.loads(prepare(world_dir, per_record=3, out_name="lf_rep.json", leak_free=True,
+                              repeats={"shape": 3, "beeps": 2}).read_text())
+
+    def kind_of(stem):  # the two repeated types, by their question wording (world.questions)
+        return "shape" if stem.startswith("What shape is the") else "beeps" if stem.startswith("How many beeps") else None
+
+    def count(records):
+        return Counter((r["video"], t["q"].split("\n")[0].removeprefix("Question: "), t["a"])
+                       for r in records for t in r["QA"])
+
+    before, after = count(base), count(more)
+    assert set(before) == set(after)
+    times = {t: 0 for t in ("shape", "beeps")}
+    for key, n in before.items():
+        k = {"shape": 3, "beeps": 2}.get(kind_of(key[1]), 1)
+        assert after[key] == k * n, key
+        times[kind_of(key[1])] = times.get(kind_of(key[1]), 0) + 1
+    assert times["shape"] > 0 and times["beeps"] > 0  # both types occur in this world
+    for r in more:  # a copy of a turn gives its own answer away: never two in one record
+        stems = [t["q"].split("\n")[0].removeprefix("Question: ") for t in r["QA"]]
+        assert len(stems) == len(set(stems))
+
+
+def test_repeat_option_is_checked():
+    assert parse_repeats(" shape=3, beeps=2") == {"shape": 3, "beeps": 2} and parse_repeats("") == {}
+    for bad, why in (("shape=x", "whole numbers"), ("shape=0", "whole numbers"), ("shape", "whole numbers"),
+                     ("shpae=2", "unknown question type")):
+        with pytest.raises(SystemExit, match=why):
+            parse_repeats(bad)

@@ -15,6 +15,10 @@ from videollama.world import vocab as V
 from videollama.world.scene import clean_slot, colour_at, visible_at
 
 KINDS = ("static", "temporal", "audio", "audiovisual")
+#: Every question ``type`` (`frame_questions`, `video_questions`), by kind.
+QUESTION_TYPES = {"static": ("colour", "shape", "count"), "temporal": ("order", "direction", "change", "new_colour"),
+                  "audio": ("sound", "silence", "beeps", "pitch", "timbre", "word", "sound_order"),
+                  "audiovisual": ("on_screen", "colour_then", "sound_vs_change")}
 CHANGE_ANSWERS = {"move": "position", "recolour": "colour", "appear": "shape appeared", "disappear": "shape disappeared"}
 
 
