@@ -108,6 +108,10 @@ def run_training(a) -> dict:
     if max(a.seed, a.heldout_seed) >= FIRST_SEED:
         raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "
                          "from those seeds on)")
+    for key, value in RECORDS[a.preset].items():  # per-preset defaults of --leak-free / --repeat
+        if getattr(a, key) is None:
+            setattr(a, key, value)
+    repeats = parse_repeats(a.repeat)  # checked before anything is generated
     work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
     times: dict[str, Any] = {}
     t = time.perf_counter()
@@ -115,10 +119,7 @@ def run_training(a) -> dict:
     generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
     generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split), workers=a.workers,
                    overwrite=True, progress=None)
-    for key, value in RECORDS[a.preset].items():  # per-preset defaults of --leak-free / --repeat
-        if getattr(a, key) is None:
-            setattr(a, key, value)
-    prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=parse_repeats(a.repeat))
+    prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats)
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
     vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
