@@ -63,8 +63,8 @@ def parse_repeats(text: str) -> dict[str, int]:
     try:
         reps = {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
     except ValueError:
-        raise SystemExit(f"--repeat {text!r}: expected TYPE=K,... with whole numbers K >= 1") from None
-    if any(k < 1 for k in reps.values()):
+        reps = None
+    if reps is None or any(k < 1 for k in reps.values()):
         raise SystemExit(f"--repeat {text!r}: expected TYPE=K,... with whole numbers K >= 1")
     known = [t for types in QUESTION_TYPES.values() for t in types]
     if unknown := sorted(set(reps) - set(known)):

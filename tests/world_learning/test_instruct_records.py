@@ -21,6 +21,11 @@ SOUND_MC = {"q": "Question: Which sound can be heard?\nOptions:\n(A) tone\n(B) s
             "letter from the given choices directly.", "a": "silence", "stem": "Which sound can be heard?"}
 
 
+def _stem(question: str) -> str:
+    """The plain question: a multiple-choice prompt's first line is "Question: {the plain question}"."""
+    return question.split("\n")[0].removeprefix("Question: ")
+
+
 def _leak_free(record: list[dict]) -> bool:
     return not any(leaks(record[i], record[j]) for j in range(len(record)) for i in range(j))
 
@@ -53,8 +58,8 @@ def test_world_records_hold_every_turn_once_and_leak_nowhere(world_dir):
     assert turns(new) == turns(old)
     assert all(1 <= len(r["QA"]) <= 3 for r in new)
 
-    def with_stems(records):  # a multiple-choice prompt's first line is "Question: {the plain question}"
-        return [[t | {"stem": t["q"].split("\n")[0].removeprefix("Question: ")} for t in r["QA"]] for r in records]
+    def with_stems(records):
+        return [[t | {"stem": _stem(t["q"])} for t in r["QA"]] for r in records]
 
     assert all(_leak_free(r) for r in with_stems(new))
     assert not all(_leak_free(r) for r in with_stems(old))  # the old grouping did leak on this world
@@ -70,19 +75,16 @@ def test_repeated_types_are_asked_that_many_times_in_different_records(world_dir
         return "shape" if stem.startswith("What shape is the") else "beeps" if stem.startswith("How many beeps") else None
 
     def count(records):
-        return Counter((r["video"], t["q"].split("\n")[0].removeprefix("Question: "), t["a"])
-                       for r in records for t in r["QA"])
+        return Counter((r["video"], _stem(t["q"]), t["a"]) for r in records for t in r["QA"])
 
     before, after = count(base), count(more)
     assert set(before) == set(after)
-    times = {t: 0 for t in ("shape", "beeps")}
     for key, n in before.items():
-        k = {"shape": 3, "beeps": 2}.get(kind_of(key[1]), 1)
-        assert after[key] == k * n, key
-        times[kind_of(key[1])] = times.get(kind_of(key[1]), 0) + 1
-    assert times["shape"] > 0 and times["beeps"] > 0  # both types occur in this world
+        assert after[key] == {"shape": 3, "beeps": 2}.get(kind_of(key[1]), 1) * n, key
+    kinds = Counter(kind_of(key[1]) for key in before)
+    assert kinds["shape"] > 0 and kinds["beeps"] > 0  # both types occur in this world
     for r in more:  # a copy of a turn gives its own answer away: never two in one record
-        stems = [t["q"].split("\n")[0].removeprefix("Question: ") for t in r["QA"]]
+        stems = [_stem(t["q"]) for t in r["QA"]]
         assert len(stems) == len(set(stems))
 
 
