@@ -15,7 +15,7 @@ through the training engine (`videollama.training.engine.train`, what `videollam
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
 (a) the model as trained; (b) frame position embeddings zeroed; (c) the 8 sampled frames shuffled (a fixed
 derangement) before encoding; (d) no audio branch (use_audio=False: the video-only prompt, no audio tokens).
-Prints a markdown table and writes WORK/ablations.json.
+Prints markdown tables (accuracy per kind, and per question type) and writes WORK/ablations.json.
 """
 
 from __future__ import annotations
@@ -253,7 +253,8 @@ def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_t
                      model=model_dir, generation={"max_new_tokens": max_new_tokens}, use_audio=ablation != "d",
                      overwrite=True, progress=False, limit=limit, batch_size=16)
     summary = Evaluation(cfg, pipe=pipe).run()
-    return {"overall": summary["metrics"], "kind": summary["breakdown"].get("kind"), "elapsed_s": summary["elapsed_s"]}
+    return {"overall": summary["metrics"], "kind": summary["breakdown"].get("kind"),
+            "type": summary["breakdown"].get("type"), "elapsed_s": summary["elapsed_s"]}
 
 
 def _acc(m) -> float | None:
@@ -274,6 +275,17 @@ def table(results: dict) -> str:
             cells.append("-" if v is None else f"{v:.1f}")
         ov = _acc(r["overall"])
         lines.append(f"| ({ab}) {ABLATIONS[ab]} | {'-' if ov is None else f'{ov:.1f}'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def type_table(results: dict) -> str:
+    """Accuracy per question type (the world's `type`: shape, beeps, ...), one column per ablation."""
+    types = sorted({t for r in results.values() for t in (r.get("type") or {})})
+    lines = ["| type | n | " + " | ".join(f"({ab})" for ab in results) + " |", "|---|---|" + "---|" * len(results)]
+    for t in types:
+        cells = [(r.get("type") or {}).get(t) for r in results.values()]
+        n = next((c["n"] for c in cells if c), 0)
+        lines.append(f"| {t} | {n} | " + " | ".join("-" if _acc(c) is None else f"{_acc(c):.1f}" for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -362,6 +374,8 @@ def main(argv=None) -> int:
     if a.ship:
         ship_adapters(work / "adapters", results, heldout)
     print(table(results))
+    print()
+    print(type_table(results))
     print(json.dumps({k: v for k, v in info.items() if k != "results"}, default=str))
     return 0
 

@@ -120,13 +120,14 @@ def test_nextqa_csv(tmp_path, media_root):
 
 def test_world_jsonl(tmp_path, media_root):
     data = dump(tmp_path / "world.jsonl", [
-        {"id": "w1", "media": "vidA.mp4", "question": "What colour?", "answer": "grey", "kind": "colour"},
+        {"id": "w1", "media": "vidA.mp4", "question": "What colour?", "answer": "grey", "kind": "colour", "type": "hue"},
         {"id": "w2", "media": "clipB.avi", "question": "Shape?", "answer": "B", "kind": "shape",
          "choices": ["circle", "square"]},
         {"id": "w3", "media": "vidA.mp4", "question": "Count?", "answer": "2", "kind": "count", "match": "exact"},
     ])
     loaded = get_task("world").load(data, media_root)
     w1, w2, w3 = loaded.items
+    assert w1.categories == {"kind": "colour", "type": "hue"} and w2.categories == {"kind": "shape"}  # type: optional
     assert w2.meta["answer_index"] == 1 and w2.prompts[0].endswith("directly.")
     task = get_task("world")
     assert task.score_offline(w1, ["It is grey."])["correct"]

@@ -168,9 +168,9 @@ def test_real_tiny_model_and_cli(tmp_path, media_root, tiny_model_dir, tiny_pipe
     from videollama.cli.main import main
 
     data = dump(tmp_path / "world.jsonl", [
-        {"id": "w1", "media": "vidA.mp4", "question": "What colour?", "answer": "grey", "kind": "colour"},
+        {"id": "w1", "media": "vidA.mp4", "question": "What colour?", "answer": "grey", "kind": "colour", "type": "hue"},
         {"id": "w2", "media": "clipB.avi", "question": "Shape?", "answer": "square", "kind": "shape",
-         "choices": ["circle", "square"]},
+         "choices": ["circle", "square"], "type": "shape"},
         {"id": "w3", "media": "vidA.mp4", "question": "How many?", "answer": "1", "kind": "count"}])
     out = tmp_path / "cli"
     rc = main(["eval", "world", "--model", str(tiny_model_dir), "--data", str(data), "--media-root", str(media_root),
@@ -179,6 +179,8 @@ def test_real_tiny_model_and_cli(tmp_path, media_root, tiny_model_dir, tiny_pipe
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["predicted"] == 3 and summary["generation"]["max_new_tokens"] == 4
     assert set(summary["breakdown"]["kind"]) == {"colour", "shape", "count"}
+    assert {t: m["n"] for t, m in summary["breakdown"]["type"].items()} == {"hue": 1, "shape": 1, "?": 1}
+    assert "| type=hue | 1 |" in (out / "summary.md").read_text()
     preds = read_jsonl(out / "predictions.jsonl")
     assert all(isinstance(p["predictions"][0], str) for p in preds)
     # the same through the Python API with the shared pipeline: greedy answers are reproducible
@@ -188,3 +190,13 @@ def test_real_tiny_model_and_cli(tmp_path, media_root, tiny_model_dir, tiny_pipe
     assert s["metrics"]["n"] == 3
     # bad input is one clear error line, exit code 2
     assert main(["eval", "world", "--model", str(tmp_path / "nope"), "--data", str(data), "--out", str(out)]) == 2
+
+
+def test_a_breakdown_no_item_has_is_left_out():
+    from videollama.evaluation.summary import breakdowns
+
+    verdicts = [({"kind": "colour"}, {"correct": True, "score": None}), ({"kind": "shape"}, {"correct": False, "score": None})]
+    out = breakdowns(("kind", "type"), verdicts)
+    assert set(out) == {"kind"} and out["kind"]["colour"]["accuracy"] == 100.0
+    verdicts[0][0]["type"] = "hue"
+    assert set(breakdowns(("kind", "type"), verdicts)["type"]) == {"hue", "?"}

@@ -13,7 +13,9 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
     from videollama.training.data.av_cache import build_av_feature_cache
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import KINDS, RECIPES, evaluate, recipe_overrides, train_stage
+    from world_learning import KINDS, RECIPES, evaluate, recipe_overrides, train_stage, type_table
+
+    from videollama.world.questions import QUESTION_TYPES
 
     cache = tmp_path / "cache"  # one cache for both stages (same dataset name and media root)
     build_av_feature_cache(stage_recipe(2, world_dir, world_model, tmp_path / "x"), VideoLLaMA.from_pretrained(world_model),
@@ -26,8 +28,13 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
         assert info["steps"] == 8
         losses = info["losses"]
         assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    results = {}
     for ablation in ("a", "d"):
-        out = evaluate(s2, heldout_dir, tmp_path / "eval", ablation, max_new_tokens=6, limit=8)
+        out = results[ablation] = evaluate(s2, heldout_dir, tmp_path / "eval", ablation, max_new_tokens=6, limit=8)
         assert out["overall"]["n"] == 8
         assert out["kind"] and set(out["kind"]) <= set(KINDS)
         assert all(0.0 <= m["accuracy"] <= 100.0 for m in out["kind"].values())
+        assert out["type"] and set(out["type"]) <= {t for ts in QUESTION_TYPES.values() for t in ts}
+        assert sum(m["n"] for m in out["type"].values()) == 8
+    rows = type_table(results).splitlines()[2:]
+    assert {row.split(" | ")[0].lstrip("| ") for row in rows} == set(results["a"]["type"])

@@ -30,9 +30,12 @@ def aggregate(verdicts: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def breakdowns(keys: Iterable[str], items_verdicts: list[tuple[dict[str, str], dict[str, Any]]]) -> dict[str, Any]:
-    """{key: {value: aggregate}} for each category key, values sorted by name."""
+    """{key: {value: aggregate}} for each category key that some item has, values sorted by name (an item without
+    the key counts as "?")."""
     out: dict[str, Any] = {}
     for key in keys:
+        if not any(key in cats for cats, _ in items_verdicts):
+            continue
         groups: dict[str, list[dict[str, Any]]] = {}
         for cats, verdict in items_verdicts:
             groups.setdefault(cats.get(key, "?"), []).append(verdict)

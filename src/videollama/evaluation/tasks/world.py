@@ -5,6 +5,8 @@ One JSON object per line:
      "kind": "colour", "choices": ["red", "green", "blue"], "match": "contains"}
 - `id` (unique), `media` (path relative to --media-root, default: the JSONL's folder; video, image or audio),
   `question`, `answer` and `kind` (the breakdown: accuracy is reported per kind) are required.
+- `type` (optional): a finer breakdown (the world generator's question type: "shape", "beeps", ...); accuracy is
+  reported per type too when the records carry one.
 - `choices` (optional): makes it a multiple-choice question, asked with the lettered prompt and parsed like
   MVBench; `answer` is then the correct choice's text, its letter ("B") or its index (1).
 - `match` (optional, open questions): "contains" (default: the normalised answer occurs in the normalised
@@ -40,9 +42,9 @@ def _choice_index(answer: Any, choices: list[str]) -> int | None:
 
 class WorldTask(Task):
     name = "world"
-    description = "synthetic-world question sets (JSONL), exact/contains or multiple-choice, accuracy per kind"
+    description = "synthetic-world question sets (JSONL), exact/contains or multiple-choice, accuracy per kind and type"
     scorer_kind = "offline"
-    breakdowns = ("kind",)
+    breakdowns = ("kind", "type")
 
     def load(self, data: Path, media_root: Path | None, answers: Path | None = None) -> LoadedData:
         data = Path(data)
@@ -55,6 +57,8 @@ class WorldTask(Task):
             if match not in ("contains", "exact"):
                 raise ConfigError(f"{data}: record {n + 1}: match must be 'contains' or 'exact', not {match!r}")
             cats = {"kind": str(rec["kind"])}
+            if rec.get("type") not in (None, ""):
+                cats["type"] = str(rec["type"])
             choices = rec.get("choices")
             if choices:
                 choices = [str(c) for c in choices]
