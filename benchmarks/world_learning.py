@@ -265,16 +265,19 @@ def _acc(m) -> float | None:
     return None
 
 
+def _cell(m) -> str:
+    """A metrics dict as a table cell: accuracy to one decimal, "-" when there is none."""
+    from videollama.evaluation.summary import _fmt
+
+    return _fmt(_acc(m), 1)
+
+
 def table(results: dict) -> str:
     lines = ["| ablation | overall | " + " | ".join(KINDS) + " |", "|---|---|" + "---|" * len(KINDS)]
     for ab, r in results.items():
         kinds = r["kind"] or {}
-        cells = []
-        for k in KINDS:
-            v = _acc(kinds.get(k))
-            cells.append("-" if v is None else f"{v:.1f}")
-        ov = _acc(r["overall"])
-        lines.append(f"| ({ab}) {ABLATIONS[ab]} | {'-' if ov is None else f'{ov:.1f}'} | " + " | ".join(cells) + " |")
+        lines.append(f"| ({ab}) {ABLATIONS[ab]} | {_cell(r['overall'])} | " + " | ".join(_cell(kinds.get(k)) for k in KINDS)
+                     + " |")
     return "\n".join(lines)
 
 
@@ -285,7 +288,7 @@ def type_table(results: dict) -> str:
     for t in types:
         cells = [(r.get("type") or {}).get(t) for r in results.values()]
         n = next((c["n"] for c in cells if c), 0)
-        lines.append(f"| {t} | {n} | " + " | ".join("-" if _acc(c) is None else f"{_acc(c):.1f}" for c in cells) + " |")
+        lines.append(f"| {t} | {n} | " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
