@@ -49,6 +49,8 @@ AUDIO_STEPS = {"tiny": 1000, "smol": 1000}
 RECORDS = {"tiny": {"leak_free": True, "repeat": "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,"
                                                  "on_screen=2,order=2,colour_then=2"},
            "smol": {"leak_free": False, "repeat": ""}}
+#: Per preset: augmented views per video in the av feature cache besides the eval one (training.data.av_cache).
+CACHE_VIEWS = {"tiny": 0, "smol": 0}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 
@@ -137,7 +139,7 @@ def run_training(a) -> dict:
     with _threads(a.threads):
         for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
-            build_av_feature_cache(r, enc, cache)
+            build_av_feature_cache(r, enc, cache, views=CACHE_VIEWS[a.preset] if a.cache_views is None else a.cache_views)
     if enc.config.standardize_media_features:
         fit_standardizer(enc, cache)
         enc.save_pretrained(model0, overwrite=True)
@@ -340,6 +342,9 @@ def main(argv=None) -> int:
     ap.add_argument("--audio-steps", type=int, default=None, help="pretraining steps of the world audio encoder "
                     "before the feature cache (world.audio_pretraining; 0: keep the seeded random one; default: "
                     + ", ".join(f"{k} {v}" for k, v in AUDIO_STEPS.items()) + ")")
+    ap.add_argument("--cache-views", type=int, default=None, help="augmented views per video in the av feature cache "
+                    "(train-transform crops; each training sample gets one of them or the eval view; default: "
+                    + ", ".join(f"{k} {v}" for k, v in CACHE_VIEWS.items()) + ")")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stage1", nargs="*", default=[], help="key=value overrides of stage 1")

@@ -98,3 +98,54 @@ def test_av_cache_matches_decoding(world_dir, world_model, tmp_path):
         lp = batch_loss(model, bp, "av", plain.token_ids)
         lc = batch_loss(model, bc, "av", cached.token_ids)
     assert abs(lp.item() - lc.item()) < 1e-4
+
+
+def test_av_cache_augmented_views(world_dir, world_model, tmp_path):
+    """--views K: K train-transform views per video next to the eval one; training draws among them, eval does not."""
+    from videollama.media.video import index_video, read_frames
+    from videollama.media.sampling import uniform_indices
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.training.data.av_cache import build_av_feature_cache, view_generator
+    from videollama.training.data.transforms import video_train_transform
+    from videollama.training.feature_cache import FeatureCache, view_key
+
+    model = VideoLLaMA.from_pretrained(world_model).eval()
+    r = stage_recipe(2, world_dir, world_model, tmp_path / "o")
+    stats = build_av_feature_cache(r, model, tmp_path / "cache", views=2)
+    assert stats["world"] == {"cached": 24, "skipped_existing": 0, "failed": 0}
+    cache = FeatureCache(tmp_path / "cache")
+    videos = [k for k in cache.entries if "#" not in k and "@" not in k]
+    assert cache.views == 2 and len(videos) == 24 and len(cache.entries) == 24 * 4  # eval + audio + 2 views
+
+    key = videos[0]
+    stat = (cache.entries[key]["size"], cache.entries[key]["mtime"])
+    base = cache.load(cache.lookup(key, stat))
+    stored = [base] + [cache.load(cache.lookup(view_key(key, k), stat)) for k in (1, 2)]
+    media = str(Path(r.datasets[0].media_root) / key.split("/", 1)[1])
+    idx = index_video(media)
+    px, _, _ = read_frames(media, uniform_indices(idx.vlen, r.datasets[0].n_frames), idx)
+    with torch.no_grad():
+        want = model.frame_features(video_train_transform(px, view_generator(key, 1)).unsqueeze(0))[0]
+    assert torch.allclose(stored[1], want, atol=1e-5)
+    assert not torch.allclose(stored[1], base, atol=1e-3) and not torch.allclose(stored[1], stored[2], atol=1e-3)
+
+    # adding views later computes only the new ones
+    assert build_av_feature_cache(r, model, tmp_path / "cache", views=2)["world"]["skipped_existing"] == 24
+    build_av_feature_cache(r, model, tmp_path / "cache", views=3)
+    assert FeatureCache(tmp_path / "cache").views == 3 and len(FeatureCache(tmp_path / "cache").entries) == 24 * 5
+    assert torch.equal(FeatureCache(tmp_path / "cache").load(cache.lookup(view_key(key, 1), stat)), stored[1])
+
+    def served(augment: bool) -> list[int]:
+        data = _data(dataclasses.replace(r, feature_cache=str(tmp_path / "cache")), world_model, augment=augment)
+        ds = data.datasets["world"]
+        i = next(i for i, rec in enumerate(ds.records) if rec.media == media)
+        now = FeatureCache(tmp_path / "cache")
+        views = [base] + [now.load(now.lookup(view_key(key, k), stat)) for k in (1, 2, 3)]
+        out = []
+        for epoch in range(12):
+            got = ds.load(i, epoch=epoch)["frame_features"]
+            out.append(next(k for k, v in enumerate(views) if torch.equal(got, v)))
+        return out
+
+    assert set(served(False)) == {0}
+    assert len(set(served(True))) >= 3  # 12 draws among 4 views

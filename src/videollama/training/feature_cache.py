@@ -18,6 +18,10 @@ Pixels are the **eval** transform (no RandomResizedCrop: the augmentation happen
 so it cannot be cached). Training from the cache therefore sees un-augmented frames - a documented
 difference from the official recipe. With ``augment=False`` the uncached path uses the same eval pixels, and
 the loss from a float32 cache equals the uncached loss to ~1e-6 (test_training_data checks 1e-4).
+The "av" cache (`training.data.av_cache`, ``--views K``) can also store K **augmented views** per video: the
+features of K fixed draws of the train transform, under ``view_key(key, k)`` (k = 1..K; the index's ``views``
+says K). A training sample with augmentation on is then served one of the K + 1 views (the eval one included),
+drawn from its own seed: a finite stand-in for the official per-step crops.
 
 Storage: ``DIR/index.json`` + ``DIR/features-NNNNN.safetensors`` shards (one tensor per media file,
 (F, Q, Hq) or (F, O), float32 or float16). Index entries are keyed ``"{dataset}/{path relative to media_root}"``
@@ -41,7 +45,8 @@ log = logging.getLogger(__name__)
 INDEX_NAME = "index.json"
 VERSION = 1
 
-__all__ = ["FeatureCache", "FeatureCacheWriter", "CacheEntry", "cache_key", "media_stat", "frame_features_for"]
+__all__ = ["FeatureCache", "FeatureCacheWriter", "CacheEntry", "cache_key", "media_stat", "frame_features_for",
+           "view_key"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ def cache_key(dataset: str, record, media_root: str) -> str:
     """Index key of a record's media: dataset name + path relative to media_root (+ '#member' for tar shards)."""
     rel = os.path.relpath(record.media, media_root).replace(os.sep, "/")
     return f"{dataset}/{rel}#{record.member}" if record.member else f"{dataset}/{rel}"
+
+
+def view_key(key: str, view: int) -> str:
+    """Index key of augmented view `view` (1..K) of the media stored under `key` (view 0 is `key` itself)."""
+    return key if view == 0 else f"{key}@view{view}"
 
 
 def media_stat(record) -> tuple[int, float] | None:
@@ -84,6 +94,7 @@ class FeatureCache:
         self.branch: str = self.index["branch"]
         self.dtype: str = self.index["dtype"]
         self.entries: dict[str, dict[str, Any]] = self.index["entries"]
+        self.views: int = int(self.index.get("views", 0))  # augmented views per media besides the eval one
         self._handles: dict[str, Any] = {}
         self._pid = os.getpid()
 
@@ -142,6 +153,10 @@ class FeatureCacheWriter:
         self._pending_meta: dict[str, dict[str, Any]] = {}
         self._pending_bytes = 0
 
+    def set_views(self, views: int) -> None:
+        """Record that entries have `views` augmented views (written with the index at the next flush)."""
+        self.index["views"] = max(int(self.index.get("views", 0)), int(views))
+
     def has(self, key: str, stat: tuple[int, float] | None) -> bool:
         e = self.index["entries"].get(key) or self._pending_meta.get(key)
         return bool(e and stat and int(e["size"]) == stat[0] and abs(float(e["mtime"]) - stat[1]) <= 1e-3)
@@ -173,14 +188,16 @@ class FeatureCacheWriter:
         self.index["shards"].append(shard)
         self.index["entries"].update(self._pending_meta)
         self._pending, self._pending_meta, self._pending_bytes = {}, {}, 0
+        self._write_index()
+
+    def _write_index(self) -> None:
         tmp_index = self.root / (INDEX_NAME + ".tmp")
         tmp_index.write_text(json.dumps(self.index))
         os.replace(tmp_index, self.root / INDEX_NAME)
 
     def close(self) -> None:
         self.flush()
-        if not (self.root / INDEX_NAME).exists():
-            (self.root / INDEX_NAME).write_text(json.dumps(self.index))
+        self._write_index()  # also when nothing new was added (an empty cache, or only `views` changed)
 
 
 @torch.no_grad()

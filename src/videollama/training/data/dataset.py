@@ -310,6 +310,12 @@ class TrainingDataset(torch.utils.data.Dataset):
             if audio is None or rec.kind != "video":
                 return None
             self._cached_audio = self.cache.load(audio)
+        views = getattr(self.cache, "views", 0)
+        if self.augment and views and rec.kind == "video":  # one of the eval + augmented views (feature_cache)
+            from videollama.training.feature_cache import view_key
+
+            view = random.Random(f"view:{seed}").randrange(views + 1)
+            entry = self.cache.lookup(view_key(entry.key, view), media_stat(rec)) or entry
         if rec.kind == "image":
             return key, self.cache.load(entry, [0]), [0], 1.0
         n = self.spec.n_frames
