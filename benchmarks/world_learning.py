@@ -6,10 +6,12 @@
 --train: `world generate` a training world (--n, --seed) and a held-out world (--heldout-n, --heldout-seed,
 --split heldout: another seed and (shape, colour) pairs never seen in training; --heldout-split train: a fresh
 seed of the training distribution), the model (recipes/world/make_model.py), the stage-2 instruction file
-(recipes/world/prepare_instruct.py), the pretraining of the model's frozen encoders: the image stack on rendered
-world frames (--vision-steps; world.vision_pretraining: ViT + image Q-Former, the stand-in for EVA-CLIP's and
-BLIP-2's pretraining) and the audio encoder on rendered world sounds (--audio-steps; world.audio_pretraining, the
-stand-in for ImageBind's), the "av" frozen-feature cache (training.data.av_cache; one cache for both stages), then the two recipes of recipes/world/
+(recipes/world/prepare_instruct.py), the model's frozen encoders: for the tiny preset the shipped pretrained ones
+(recipes/world/world_encoders.safetensors, as Video-LLaMA downloads EVA-CLIP, BLIP-2 and ImageBind), else (and
+with --encoders pretrain) pretrained in the run: the image stack on rendered world frames (--vision-steps;
+world.vision_pretraining: ViT + image Q-Former) and the audio encoder on rendered world sounds (--audio-steps;
+world.audio_pretraining); --save-encoders FILE writes them as the shipped file was made. Then the "av"
+frozen-feature cache (training.data.av_cache; one cache for both stages) and the two recipes of recipes/world/
 through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
 
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
@@ -49,6 +51,11 @@ AUDIO_STEPS = {"tiny": 1000, "smol": 1000}
 RECORDS = {"tiny": {"leak_free": True, "repeat": "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,"
                                                  "on_screen=2,order=2,colour_then=2"},
            "smol": {"leak_free": False, "repeat": ""}}
+#: Per preset: shipped pretrained frozen encoders (None: pretrain them in every run). The tiny preset's ViT, image
+#: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11"): the stand-in for the EVA-CLIP,
+#: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. `--encoders pretrain` redoes it.
+SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": None}
+ENCODER_MODULES = ("vision", "image_qformer", "audio_encoder")  # what world.*_pretraining trains
 #: Per preset: augmented views per video in the av feature cache besides the eval one (training.data.av_cache).
 CACHE_VIEWS = {"tiny": 0, "smol": 0}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
@@ -124,10 +131,18 @@ def run_training(a) -> dict:
     prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats)
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
-    vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
-    audio_steps = AUDIO_STEPS[a.preset] if a.audio_steps is None else a.audio_steps
-    times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
-                                         MIMETIC_ATTENTION[a.preset]))
+    if a.encoders == "shipped":
+        times["encoders"] = load_world_encoders(model0, SHIPPED_ENCODERS[a.preset])
+    else:
+        vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
+        audio_steps = AUDIO_STEPS[a.preset] if a.audio_steps is None else a.audio_steps
+        times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
+                                             MIMETIC_ATTENTION[a.preset]))
+        if a.save_encoders:
+            save_world_encoders(model0, Path(a.save_encoders), {
+                "command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]), "preset": a.preset,
+                "model_seed": a.model_seed, **{k: times[k] for k in ("vision_pretraining", "audio_pretraining")
+                                               if k in times}})
     t = time.perf_counter()
     cache = work / "av_cache"
     import shutil
@@ -201,6 +216,53 @@ def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int
                  f"accuracy {out['audio_pretraining']['accuracy']}")
     model.save_pretrained(model_dir, overwrite=True)
     return out
+
+
+def save_world_encoders(model_dir: Path, out: Path, provenance: dict) -> None:
+    """Write the model folder's pretrained frozen encoders (`ENCODER_MODULES`) to one safetensors file, with the
+    provenance (command, options, read-out accuracy, machine) in its metadata; atomically."""
+    import os
+    import platform
+
+    from safetensors.torch import save_file
+
+    from videollama.model.videollama import VideoLLaMA
+
+    state = VideoLLaMA.from_pretrained(model_dir).state_dict()
+    tensors = {k: v.contiguous() for k, v in state.items() if k.split(".")[0] in ENCODER_MODULES}
+    prov = {**provenance, "modules": list(ENCODER_MODULES), "torch": torch.__version__,
+            "machine": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}",
+            "date": time.strftime("%Y-%m-%d")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"provenance": json.dumps(prov, default=str)})
+    os.replace(tmp, out)
+    _log(f"saved the pretrained encoders to {out}")
+
+
+def load_world_encoders(model_dir: Path, path: Path) -> dict:
+    """Replace the model folder's frozen encoders (`ENCODER_MODULES`) by the shipped pretrained ones; returns the
+    file's provenance. A file that does not fit the model (another architecture) is a one-line error."""
+    from safetensors import safe_open
+
+    from videollama.model.videollama import VideoLLaMA
+
+    if not path.is_file():
+        raise SystemExit(f"{path}: shipped encoders not found (use --encoders pretrain)")
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        prov = json.loads((f.metadata() or {}).get("provenance", "{}"))
+    model = VideoLLaMA.from_pretrained(model_dir)
+    state = model.state_dict()
+    want = {k for k in state if k.split(".")[0] in ENCODER_MODULES}
+    bad = sorted(want ^ set(tensors)) + sorted(k for k in want & set(tensors) if tensors[k].shape != state[k].shape)
+    if bad:
+        raise SystemExit(f"{path}: the shipped encoders do not fit {model_dir} ({len(bad)} keys differ, e.g. {bad[0]}); "
+                         "use --encoders pretrain")
+    model.load_state_dict(tensors, strict=False)
+    model.save_pretrained(model_dir, overwrite=True)
+    _log(f"loaded the shipped encoders from {path}")
+    return prov
 
 
 def world_data_hash(world: Path) -> str:
@@ -342,6 +404,12 @@ def main(argv=None) -> int:
     ap.add_argument("--audio-steps", type=int, default=None, help="pretraining steps of the world audio encoder "
                     "before the feature cache (world.audio_pretraining; 0: keep the seeded random one; default: "
                     + ", ".join(f"{k} {v}" for k, v in AUDIO_STEPS.items()) + ")")
+    ap.add_argument("--encoders", choices=("shipped", "pretrain"), default=None, help="the frozen encoders: shipped "
+                    "(pretrained once, " + ", ".join(f"{k}: {v.relative_to(ROOT)}" for k, v in SHIPPED_ENCODERS.items()
+                                                     if v) + ") or pretrain them in this run (--vision-steps, "
+                    "--audio-steps); default: shipped where the preset has them, unless a step count is given")
+    ap.add_argument("--save-encoders", metavar="FILE", help="with --encoders pretrain: write the pretrained encoders "
+                    "and their provenance to FILE (how the shipped ones were made)")
     ap.add_argument("--cache-views", type=int, default=None, help="augmented views per video in the av feature cache "
                     "(train-transform crops; each training sample gets one of them or the eval view; default: "
                     + ", ".join(f"{k} {v}" for k, v in CACHE_VIEWS.items()) + ")")
@@ -355,6 +423,13 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     a = ap.parse_args(argv)
+    if a.encoders is None:
+        explicit = a.vision_steps is not None or a.audio_steps is not None or a.save_encoders
+        a.encoders = "shipped" if SHIPPED_ENCODERS[a.preset] and not explicit else "pretrain"
+    if a.encoders == "shipped" and not SHIPPED_ENCODERS[a.preset]:
+        ap.error(f"--preset {a.preset} has no shipped encoders: use --encoders pretrain")
+    if a.encoders == "shipped" and (a.vision_steps is not None or a.audio_steps is not None or a.save_encoders):
+        ap.error("--vision-steps, --audio-steps and --save-encoders need --encoders pretrain")
     if a.ship and not (a.train and a.preset == "smol"):
         ap.error("--ship needs --train --preset smol")
     if a.ship and a.heldout_split != "heldout":

@@ -1,0 +1,82 @@
+"""The tiny preset's shipped pretrained encoders (recipes/world/world_encoders.safetensors): they fit the learning-
+proof model, replace exactly its frozen encoders, and carry the world (a probe reads far more from them than from
+the seeded random ones); a file that does not fit is a one-line error; the benchmark's options pick them."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+import torch
+
+from tests.world_learning.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import world_learning as W  # noqa: E402
+
+
+def test_shipped_encoders_replace_the_frozen_encoders_and_read_the_world(world_model, tmp_path) -> None:
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.world.audio_pretraining import AudioPretrainOptions, pretrain_audio
+    from videollama.world.vision_pretraining import VisionPretrainOptions, pretrain_vision
+
+    folder = shutil.copytree(world_model, tmp_path / "model")
+    prov = W.load_world_encoders(folder, W.SHIPPED_ENCODERS["tiny"])
+    assert prov["modules"] == list(W.ENCODER_MODULES) and prov["vision_pretraining"]["options"]["steps"] > 0
+    before, after = VideoLLaMA.from_pretrained(world_model).state_dict(), VideoLLaMA.from_pretrained(folder).state_dict()
+    assert {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])} == set(W.ENCODER_MODULES)
+
+    # probes: only the read-out heads train, on the random stack and on the shipped one
+    vopts = VisionPretrainOptions(steps=60, batch_size=16, lr=3e-3, warmup_steps=5, scenes_per_block=64,
+                                  train_vit=False, train_image_qformer=False)
+    aopts = AudioPretrainOptions(steps=40, batch_size=32, lr=3e-3, warmup_steps=5, scenes_per_block=16,
+                                 train_encoder=False)
+    acc = {}
+    for name, path in (("random", world_model), ("shipped", folder)):
+        model = VideoLLaMA.from_pretrained(path)
+        acc[name] = {**pretrain_vision(model, vopts, progress=False, eval_frames=48)["accuracy"],
+                     **pretrain_audio(model, aopts, progress=False, eval_clips=96)["accuracy"]}
+    shipped, random = acc["shipped"], acc["random"]
+    # 60 / 40 probe steps (measured: shape of object patches 84 % against 18, count 100 against 52, pitch and
+    # timbre 100 against 0); the frame-level slot read-out needs more probe steps than a test affords
+    assert shipped["shape_objects"] > random["shape_objects"] + 40, acc
+    assert shipped["count"] > random["count"] + 25, acc
+    assert shipped["pitch"] > random["pitch"] + 50 and shipped["timbre"] > random["timbre"] + 50, acc
+
+
+def test_encoders_that_do_not_fit_are_a_one_line_error(world_model, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(W.SHIPPED_ENCODERS["tiny"]))
+    key = next(k for k in tensors if k.startswith("vision."))
+    save_file({k: v for k, v in tensors.items() if k != key}, str(tmp_path / "partial.safetensors"))
+    folder = shutil.copytree(world_model, tmp_path / "model")
+    with pytest.raises(SystemExit, match=r"partial\.safetensors: the shipped encoders do not fit .*1 keys differ"):
+        W.load_world_encoders(folder, tmp_path / "partial.safetensors")
+    with pytest.raises(SystemExit, match="shipped encoders not found"):
+        W.load_world_encoders(folder, tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("argv", [["--encoders", "shipped", "--vision-steps", "5"],
+                                  ["--encoders", "shipped", "--save-encoders", "x.safetensors"],
+                                  ["--preset", "smol", "--encoders", "shipped"]])
+def test_benchmark_options_that_contradict_the_shipped_encoders_are_refused(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        W.main(["--train", *argv])
+    assert exc.value.code == 2 and "--encoders" in capsys.readouterr().err
+
+
+def test_saved_encoders_load_back_with_their_provenance(world_model, tmp_path) -> None:
+    """--save-encoders writes what --encoders shipped reads: same tensors, provenance kept."""
+    from videollama.model.videollama import VideoLLaMA
+
+    source = shutil.copytree(world_model, tmp_path / "source")
+    W.load_world_encoders(source, W.SHIPPED_ENCODERS["tiny"])  # anything other than the random init
+    W.save_world_encoders(source, tmp_path / "enc.safetensors", {"command": "test", "model_seed": 0})
+    target = shutil.copytree(world_model, tmp_path / "target")
+    prov = W.load_world_encoders(target, tmp_path / "enc.safetensors")
+    assert prov["command"] == "test" and prov["modules"] == list(W.ENCODER_MODULES) and prov["torch"]
+    a, b = VideoLLaMA.from_pretrained(source).state_dict(), VideoLLaMA.from_pretrained(target).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / ".enc.safetensors.tmp").exists()
