@@ -423,6 +423,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     a = ap.parse_args(argv)
+    if a.cache_views is not None and a.cache_views < 0:
+        ap.error(f"--cache-views must be >= 0, got {a.cache_views}")
     if a.encoders is None:
         explicit = a.vision_steps is not None or a.audio_steps is not None or a.save_encoders
         a.encoders = "shipped" if SHIPPED_ENCODERS[a.preset] and not explicit else "pretrain"

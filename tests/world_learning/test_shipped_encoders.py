@@ -58,13 +58,15 @@ def test_encoders_that_do_not_fit_are_a_one_line_error(world_model, tmp_path) ->
         W.load_world_encoders(folder, tmp_path / "absent.safetensors")
 
 
-@pytest.mark.parametrize("argv", [["--encoders", "shipped", "--vision-steps", "5"],
-                                  ["--encoders", "shipped", "--save-encoders", "x.safetensors"],
-                                  ["--preset", "smol", "--encoders", "shipped"]])
-def test_benchmark_options_that_contradict_the_shipped_encoders_are_refused(argv, capsys) -> None:
+@pytest.mark.parametrize("argv, message", [(["--encoders", "shipped", "--vision-steps", "5"], "need --encoders pretrain"),
+                                           (["--encoders", "shipped", "--save-encoders", "x.safetensors"],
+                                            "need --encoders pretrain"),
+                                           (["--preset", "smol", "--encoders", "shipped"], "has no shipped encoders"),
+                                           (["--cache-views", "-1"], "--cache-views must be >= 0")])
+def test_contradicting_or_bad_encoder_and_cache_options_are_refused(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         W.main(["--train", *argv])
-    assert exc.value.code == 2 and "--encoders" in capsys.readouterr().err
+    assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_saved_encoders_load_back_with_their_provenance(world_model, tmp_path) -> None:
