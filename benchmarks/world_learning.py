@@ -55,7 +55,8 @@ RECORDS = {"tiny": {"leak_free": True, "repeat": "shape=3,colour=3,count=3,direc
 #: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11"): the stand-in for the EVA-CLIP,
 #: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. `--encoders pretrain` redoes it.
 SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": None}
-ENCODER_MODULES = ("vision", "image_qformer", "audio_encoder")  # what world.*_pretraining trains
+sys.path.insert(0, str(RECIPES))  # recipes/world/make_model.py, prepare_instruct.py
+from make_model import FROZEN_ENCODERS as ENCODER_MODULES  # noqa: E402  (what world.*_pretraining trains)
 #: Per preset: augmented views per video in the av feature cache besides the eval one (training.data.av_cache).
 CACHE_VIEWS = {"tiny": 0, "smol": 0}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
@@ -108,7 +109,6 @@ def run_training(a) -> dict:
     from videollama.training.recipe import TrainRecipe
     from videollama.world.generate import WorldOptions, generate_world
 
-    sys.path.insert(0, str(RECIPES))
     from make_model import make_world_model
     from prepare_instruct import parse_repeats, prepare
 
@@ -425,12 +425,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.cache_views is not None and a.cache_views < 0:
         ap.error(f"--cache-views must be >= 0, got {a.cache_views}")
+    pretraining_options = a.vision_steps is not None or a.audio_steps is not None or bool(a.save_encoders)
     if a.encoders is None:
-        explicit = a.vision_steps is not None or a.audio_steps is not None or a.save_encoders
-        a.encoders = "shipped" if SHIPPED_ENCODERS[a.preset] and not explicit else "pretrain"
+        a.encoders = "shipped" if SHIPPED_ENCODERS[a.preset] and not pretraining_options else "pretrain"
     if a.encoders == "shipped" and not SHIPPED_ENCODERS[a.preset]:
         ap.error(f"--preset {a.preset} has no shipped encoders: use --encoders pretrain")
-    if a.encoders == "shipped" and (a.vision_steps is not None or a.audio_steps is not None or a.save_encoders):
+    if a.encoders == "shipped" and pretraining_options:
         ap.error("--vision-steps, --audio-steps and --save-encoders need --encoders pretrain")
     if a.ship and not (a.train and a.preset == "smol"):
         ap.error("--ship needs --train --preset smol")

@@ -297,25 +297,23 @@ class TrainingDataset(torch.utils.data.Dataset):
         return "pixel_values", px, indices, (idx.avg_fps if idx.avg_fps > 0 else 1.0)
 
     def _from_cache(self, rec: Record, seed: int):
-        from videollama.training.feature_cache import cache_key, media_stat
+        from videollama.training.feature_cache import cache_key, media_stat, view_key
 
-        entry = self.cache.lookup(cache_key(self.name, rec, self.spec.media_root), media_stat(rec))
+        stat = media_stat(rec)  # one stat per sample for every entry it looks up
+        entry = self.cache.lookup(cache_key(self.name, rec, self.spec.media_root), stat)
         if entry is None:
             return None
         key = "frame_features" if self.branch in ("vl", "av") else "imagebind_embeds"
         if self.branch == "av":  # frames and audio both from the cache, or neither (av_cache.py)
             from videollama.training.data.av_cache import AUDIO_SUFFIX
 
-            audio = self.cache.lookup(entry.key + AUDIO_SUFFIX, media_stat(rec))
+            audio = self.cache.lookup(entry.key + AUDIO_SUFFIX, stat)
             if audio is None or rec.kind != "video":
                 return None
             self._cached_audio = self.cache.load(audio)
-        views = getattr(self.cache, "views", 0)
-        if self.augment and views and rec.kind == "video":  # one of the eval + augmented views (feature_cache)
-            from videollama.training.feature_cache import view_key
-
-            view = random.Random(f"view:{seed}").randrange(views + 1)
-            entry = self.cache.lookup(view_key(entry.key, view), media_stat(rec)) or entry
+        if self.augment and self.cache.views and rec.kind == "video":  # one of the eval + augmented views
+            view = random.Random(f"view:{seed}").randrange(self.cache.views + 1)
+            entry = self.cache.lookup(view_key(entry.key, view), stat) or entry
         if rec.kind == "image":
             return key, self.cache.load(entry, [0]), [0], 1.0
         n = self.spec.n_frames
