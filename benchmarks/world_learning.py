@@ -17,6 +17,8 @@ through the training engine (`videollama.training.engine.train`, what `videollam
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
 (a) the model as trained; (b) frame position embeddings zeroed; (c) the 8 sampled frames shuffled (a fixed
 derangement) before encoding; (d) no audio branch (use_audio=False: the video-only prompt, no audio tokens).
+Also reports how far the trained model's image and video Q-Former tokens are one token repeated
+(`model.diagnostics.qformer_token_sharing` on 40 held-out videos: 1.0 = collapsed; docs/world.md "Session 12").
 Prints markdown tables (accuracy per kind, and per question type) and writes WORK/ablations.json.
 """
 
@@ -321,6 +323,17 @@ def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_t
             "type": summary["breakdown"].get("type"), "elapsed_s": summary["elapsed_s"]}
 
 
+def token_sharing(model_dir: Path, heldout: Path, n_videos: int = 40) -> dict:
+    """How far the trained model's Q-Former tokens are one token repeated (`model.diagnostics`), on the first
+    `n_videos` held-out videos: 1.0 = collapsed, about 1/32 = independent tokens."""
+    from videollama.model.diagnostics import qformer_token_sharing
+    from videollama.model.videollama import VideoLLaMA
+
+    media = sorted({json.loads(line)["media"] for line in (heldout / "questions.jsonl").read_text().splitlines()
+                    if line.strip()})[:n_videos]
+    return qformer_token_sharing(VideoLLaMA.from_pretrained(model_dir).eval(), [heldout / m for m in media])
+
+
 def _acc(m) -> float | None:
     if isinstance(m, dict):
         for k in ("accuracy", "acc"):
@@ -452,6 +465,8 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         results[ab] = evaluate(model_dir, heldout, work / "eval", ab, a.max_new_tokens, a.limit)
         _log(f"({ab}) {ABLATIONS[ab]}: {round(time.perf_counter() - t, 1)} s")
+    info["token_sharing"] = token_sharing(model_dir, heldout)
+    _log(f"share of the Q-Former tokens' variance common to all tokens: {info['token_sharing']}")
     info["total_s"] = round(time.perf_counter() - t0, 1)
     info["results"] = results
     work.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
     from videollama.training.data.av_cache import build_av_feature_cache
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import KINDS, RECIPES, evaluate, recipe_overrides, train_stage, type_table
+    from world_learning import KINDS, RECIPES, evaluate, recipe_overrides, token_sharing, train_stage, type_table
 
     from videollama.world.questions import QUESTION_TYPES
 
@@ -38,3 +38,6 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
         assert sum(m["n"] for m in out["type"].values()) == 8
     rows = type_table(results).splitlines()[2:]
     assert {row.split(" | ")[0].lstrip("| ") for row in rows} == set(results["a"]["type"])
+    sharing = token_sharing(s2, heldout_dir, n_videos=3)  # reported with the ablation table
+    assert sharing["videos"] == 3
+    assert all(0.0 <= sharing[k] <= 1.0 for k in ("image_qformer_per_frame", "video_qformer")), sharing

@@ -1,0 +1,52 @@
+"""Q-Former token diagnostics: the shared-variance fraction and its report on a model's real videos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from videollama.model.diagnostics import qformer_token_sharing, shared_token_fraction
+from videollama.model.videollama import VideoLLaMA
+from videollama.tiny import make_tiny_model
+
+ASSETS = Path(__file__).resolve().parents[2] / "src" / "videollama" / "assets"
+
+
+def test_shared_token_fraction_bounds() -> None:
+    gen = torch.Generator().manual_seed(0)
+    one = torch.randn(50, 1, 16, generator=gen)
+    assert shared_token_fraction(one.expand(50, 32, 16)) == pytest.approx(1.0)
+    # fixed differences between the queries are not diversity: only what varies with the input counts
+    offsets = torch.randn(1, 32, 16, generator=gen) * 10
+    assert shared_token_fraction(one.expand(50, 32, 16) + offsets) == pytest.approx(1.0)
+    independent = torch.randn(400, 32, 16, generator=gen)
+    assert shared_token_fraction(independent) == pytest.approx(1 / 32, abs=0.01)
+    # a common part with the same variance as each token's own part: about half shared
+    mixed = one.expand(50, 32, 16) + torch.randn(50, 32, 16, generator=gen)
+    assert 0.4 < shared_token_fraction(mixed) < 0.6
+
+
+def test_shared_token_fraction_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="V >= 2"):
+        shared_token_fraction(torch.randn(1, 4, 8))
+    with pytest.raises(ValueError, match="V >= 2"):
+        shared_token_fraction(torch.randn(4, 8))
+    with pytest.raises(ValueError, match="do not vary"):
+        shared_token_fraction(torch.ones(3, 4, 8))
+
+
+def test_qformer_token_sharing_sees_collapsed_queries(tmp_path) -> None:
+    model = VideoLLaMA.from_pretrained(make_tiny_model(tmp_path / "m", "tiny", seed=0)).eval()
+    videos = [ASSETS / "example.mp4", ASSETS / "world_example.mp4"]
+    with torch.no_grad():  # distinct queries, as the tiny preset draws them
+        model.video_qformer.query_tokens.normal_(0, 1, generator=torch.Generator().manual_seed(0))
+    distinct = qformer_token_sharing(model, videos)
+    assert distinct["videos"] == 2
+    assert 0 < distinct["image_qformer_per_frame"] <= 1
+    assert distinct["video_qformer"] < 0.99
+    with torch.no_grad():  # every query the same: the outputs are one token repeated
+        queries = model.video_qformer.query_tokens
+        queries.copy_(queries[:, :1].expand_as(queries))
+    assert qformer_token_sharing(model, videos)["video_qformer"] == pytest.approx(1.0, abs=1e-6)
