@@ -40,7 +40,7 @@ def test_shared_token_fraction_refuses_bad_input() -> None:
 def test_qformer_token_sharing_sees_collapsed_queries(tmp_path) -> None:
     model = VideoLLaMA.from_pretrained(make_tiny_model(tmp_path / "m", "tiny", seed=0)).eval()
     videos = [ASSETS / "example.mp4", ASSETS / "world_example.mp4"]
-    with torch.no_grad():  # distinct queries, as the tiny preset draws them
+    with torch.no_grad():  # distinct queries, N(0, 1)
         model.video_qformer.query_tokens.normal_(0, 1, generator=torch.Generator().manual_seed(0))
     distinct = qformer_token_sharing(model, videos)
     assert distinct["videos"] == 2
