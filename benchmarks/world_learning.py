@@ -326,11 +326,11 @@ def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_t
 def token_sharing(model_dir: Path, heldout: Path, n_videos: int = 40) -> dict:
     """How far the trained model's Q-Former tokens are one token repeated (`model.diagnostics`), on the first
     `n_videos` held-out videos: 1.0 = collapsed, about 1/32 = independent tokens."""
+    from videollama.evaluation.tasks.base import read_records  # the world eval task's reader of questions.jsonl
     from videollama.model.diagnostics import qformer_token_sharing
     from videollama.model.videollama import VideoLLaMA
 
-    media = sorted({json.loads(line)["media"] for line in (heldout / "questions.jsonl").read_text().splitlines()
-                    if line.strip()})[:n_videos]
+    media = sorted({q["media"] for q in read_records(heldout / "questions.jsonl")})[:n_videos]
     return qformer_token_sharing(VideoLLaMA.from_pretrained(model_dir).eval(), [heldout / m for m in media])
 
 

@@ -22,7 +22,8 @@ def shared_token_fraction(tokens: torch.Tensor) -> float:
     mean over the V inputs is removed first, so constant differences between the queries do not count as diversity."""
     if tokens.dim() != 3 or tokens.shape[0] < 2:
         raise ValueError(f"tokens must be (V >= 2 inputs, Q, H), got {tuple(tokens.shape)}")
-    dev = tokens.double() - tokens.double().mean(0)
+    tokens = tokens.double()
+    dev = tokens - tokens.mean(0)
     total = dev.pow(2).sum()
     if total == 0:
         raise ValueError("tokens do not vary across the inputs: the fraction is undefined")
