@@ -57,6 +57,11 @@ RECORDS = {"tiny": {"leak_free": True, "repeat": "shape=3,colour=3,count=3,direc
 #: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11"): the stand-in for the EVA-CLIP,
 #: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. `--encoders pretrain` redoes it.
 SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": None}
+#: `--encoders continue`: the image stack goes on pretraining from encoders already pretrained (the shipped ones,
+#: or --encoders-base), with fresh read-out heads that learn alone first, a lower learning rate, and the per-token
+#: slot read-out (world.vision_pretraining.StackHeads) that puts every object's shape into every image Q-Former
+#: token (docs/world.md, "Session 13"). Its rendered frames come from seed model_seed + 1, not the first run's.
+VISION_CONTINUE = {"steps": 2500, "lr": 5e-4, "token_slot_weight": 1.0, "heads_only_steps": 150}
 sys.path.insert(0, str(RECIPES))  # recipes/world/make_model.py, prepare_instruct.py
 from make_model import FROZEN_ENCODERS as ENCODER_MODULES  # noqa: E402  (what world.*_pretraining trains)
 #: Per preset: augmented views per video in the av feature cache besides the eval one (training.data.av_cache).
@@ -133,18 +138,21 @@ def run_training(a) -> dict:
     prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats)
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
-    if a.encoders == "shipped":
-        times["encoders"] = load_world_encoders(model0, SHIPPED_ENCODERS[a.preset])
-    else:
-        vision_steps = VISION_STEPS[a.preset] if a.vision_steps is None else a.vision_steps
-        audio_steps = AUDIO_STEPS[a.preset] if a.audio_steps is None else a.audio_steps
+    if a.encoders in ("shipped", "continue"):
+        times["encoders"] = load_world_encoders(model0, Path(a.encoders_base) if a.encoders_base
+                                                else SHIPPED_ENCODERS[a.preset])
+    if a.encoders != "shipped":
+        cont = a.encoders == "continue"
+        vision_steps = a.vision_steps if a.vision_steps is not None else (
+            VISION_CONTINUE["steps"] if cont else VISION_STEPS[a.preset])
+        audio_steps = a.audio_steps if a.audio_steps is not None else (0 if cont else AUDIO_STEPS[a.preset])
         times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
-                                             MIMETIC_ATTENTION[a.preset]))
+                                             MIMETIC_ATTENTION[a.preset], continue_training=cont))
         if a.save_encoders:
             save_world_encoders(model0, Path(a.save_encoders), {
                 "command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]), "preset": a.preset,
-                "model_seed": a.model_seed, **{k: times[k] for k in ("vision_pretraining", "audio_pretraining")
-                                               if k in times}})
+                "model_seed": a.model_seed, **({"base": times["encoders"]} if cont else {}),
+                **{k: times[k] for k in ("vision_pretraining", "audio_pretraining") if k in times}})
     t = time.perf_counter()
     cache = work / "av_cache"
     import shutil
@@ -193,10 +201,12 @@ def fit_standardizer(model, cache: Path) -> None:
 
 
 def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int, seed: int,
-                            threads: int | None, mimetic_attention: float = 0.0) -> dict:
+                            threads: int | None, mimetic_attention: float = 0.0, continue_training: bool = False) -> dict:
     """Pretrain the model folder's ViT and image Q-Former on rendered world frames (world.vision_pretraining) and
     its audio encoder on rendered world sounds (world.audio_pretraining), and save them back. 0 steps keeps that
-    part seeded-random. Returns {"vision_pretraining": info, "audio_pretraining": info} for the parts trained."""
+    part as it is (seeded-random in a fresh model folder). `continue_training`: the folder's encoders are already
+    pretrained; they go on from there (`VISION_CONTINUE`) on frames and sounds of seed `seed + 1`. Returns
+    {"vision_pretraining": info, "audio_pretraining": info} for the parts trained."""
     from videollama.model.videollama import VideoLLaMA
     from videollama.world.audio_pretraining import AudioPretrainOptions, pretrain_audio
     from videollama.world.vision_pretraining import VisionPretrainOptions, pretrain_vision
@@ -207,12 +217,17 @@ def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int
     out = {}
     with _threads(threads):
         if vision_steps > 0:
-            opts = VisionPretrainOptions(steps=vision_steps, seed=seed, mimetic_attention=mimetic_attention)
+            if continue_training:
+                opts = VisionPretrainOptions(**{**VISION_CONTINUE, "steps": vision_steps}, seed=seed + 1,
+                                             continue_training=True)
+            else:
+                opts = VisionPretrainOptions(steps=vision_steps, seed=seed, mimetic_attention=mimetic_attention)
             out["vision_pretraining"] = pretrain_vision(model, opts, progress=False)
             _log(f"world image stack pretrained: {out['vision_pretraining']['seconds']} s, "
                  f"accuracy {out['vision_pretraining']['accuracy']}")
         if audio_steps > 0:
-            out["audio_pretraining"] = pretrain_audio(model, AudioPretrainOptions(steps=audio_steps, seed=seed),
+            out["audio_pretraining"] = pretrain_audio(model, AudioPretrainOptions(
+                steps=audio_steps, seed=seed + 1 if continue_training else seed),
                                                       progress=False)
             _log(f"world audio encoder pretrained: {out['audio_pretraining']['seconds']} s, "
                  f"accuracy {out['audio_pretraining']['accuracy']}")
@@ -417,12 +432,16 @@ def main(argv=None) -> int:
     ap.add_argument("--audio-steps", type=int, default=None, help="pretraining steps of the world audio encoder "
                     "before the feature cache (world.audio_pretraining; 0: keep the seeded random one; default: "
                     + ", ".join(f"{k} {v}" for k, v in AUDIO_STEPS.items()) + ")")
-    ap.add_argument("--encoders", choices=("shipped", "pretrain"), default=None, help="the frozen encoders: shipped "
-                    "(pretrained once, " + ", ".join(f"{k}: {v.relative_to(ROOT)}" for k, v in SHIPPED_ENCODERS.items()
-                                                     if v) + ") or pretrain them in this run (--vision-steps, "
-                    "--audio-steps); default: shipped where the preset has them, unless a step count is given")
-    ap.add_argument("--save-encoders", metavar="FILE", help="with --encoders pretrain: write the pretrained encoders "
-                    "and their provenance to FILE (how the shipped ones were made)")
+    ap.add_argument("--encoders", choices=("shipped", "pretrain", "continue"), default=None, help="the frozen "
+                    "encoders: shipped (pretrained once, " + ", ".join(f"{k}: {v.relative_to(ROOT)}" for k, v in
+                                                                    SHIPPED_ENCODERS.items() if v)
+                    + "), pretrain them in this run (--vision-steps, --audio-steps), or continue: pretrain the shipped "
+                    f"ones (or --encoders-base) further (default --vision-steps {VISION_CONTINUE['steps']}, "
+                    "--audio-steps 0); default: shipped where the preset has them, unless a step count is given")
+    ap.add_argument("--encoders-base", metavar="FILE", help="with --encoders continue (or shipped): start from these "
+                    "encoders (a file written by --save-encoders) instead of the shipped ones")
+    ap.add_argument("--save-encoders", metavar="FILE", help="with --encoders pretrain or continue: write the pretrained "
+                    "encoders and their provenance to FILE (how the shipped ones were made)")
     ap.add_argument("--cache-views", type=int, default=None, help="augmented views per video in the av feature cache "
                     "(train-transform crops; each training sample gets one of them or the eval view; default: "
                     + ", ".join(f"{k} {v}" for k, v in CACHE_VIEWS.items()) + ")")
@@ -441,10 +460,12 @@ def main(argv=None) -> int:
     pretraining_options = a.vision_steps is not None or a.audio_steps is not None or bool(a.save_encoders)
     if a.encoders is None:
         a.encoders = "shipped" if SHIPPED_ENCODERS[a.preset] and not pretraining_options else "pretrain"
-    if a.encoders == "shipped" and not SHIPPED_ENCODERS[a.preset]:
-        ap.error(f"--preset {a.preset} has no shipped encoders: use --encoders pretrain")
+    if a.encoders in ("shipped", "continue") and not (SHIPPED_ENCODERS[a.preset] or a.encoders_base):
+        ap.error(f"--preset {a.preset} has no shipped encoders: use --encoders pretrain (or --encoders-base FILE)")
     if a.encoders == "shipped" and pretraining_options:
-        ap.error("--vision-steps, --audio-steps and --save-encoders need --encoders pretrain")
+        ap.error("--vision-steps, --audio-steps and --save-encoders need --encoders pretrain or continue")
+    if a.encoders_base and a.encoders == "pretrain":
+        ap.error("--encoders-base needs --encoders continue or shipped")
     if a.ship and not (a.train and a.preset == "smol"):
         ap.error("--ship needs --train --preset smol")
     if a.ship and a.heldout_split != "heldout":

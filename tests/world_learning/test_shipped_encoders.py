@@ -62,6 +62,9 @@ def test_encoders_that_do_not_fit_are_a_one_line_error(world_model, tmp_path) ->
                                            (["--encoders", "shipped", "--save-encoders", "x.safetensors"],
                                             "need --encoders pretrain"),
                                            (["--preset", "smol", "--encoders", "shipped"], "has no shipped encoders"),
+                                           (["--preset", "smol", "--encoders", "continue"], "has no shipped encoders"),
+                                           (["--encoders", "pretrain", "--encoders-base", "x.safetensors"],
+                                            "--encoders-base needs --encoders continue"),
                                            (["--cache-views", "-1"], "--cache-views must be >= 0")])
 def test_contradicting_or_bad_encoder_and_cache_options_are_refused(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -82,3 +85,25 @@ def test_saved_encoders_load_back_with_their_provenance(world_model, tmp_path) -
     a, b = VideoLLaMA.from_pretrained(source).state_dict(), VideoLLaMA.from_pretrained(target).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / ".enc.safetensors.tmp").exists()
+
+
+def test_continued_pretraining_starts_from_the_shipped_encoders(world_model, tmp_path) -> None:
+    """--encoders continue: the shipped encoders are loaded, then pretrained further with VISION_CONTINUE's options
+    on frames of seed model_seed + 1; while only the fresh heads learn (the first heads_only_steps), the encoders
+    stay exactly the shipped ones."""
+    from safetensors.torch import load_file
+
+    from videollama.model.videollama import VideoLLaMA
+
+    folder = shutil.copytree(world_model, tmp_path / "model")
+    W.load_world_encoders(folder, W.SHIPPED_ENCODERS["tiny"])
+    steps = 2
+    assert steps <= W.VISION_CONTINUE["heads_only_steps"]
+    info = W.pretrain_world_encoders(folder, steps, 0, 0, None, continue_training=True)
+    opts = info["vision_pretraining"]["options"]
+    assert opts["continue_training"] and opts["seed"] == 1 and opts["steps"] == steps and "audio_pretraining" not in info
+    assert {k: opts[k] for k in W.VISION_CONTINUE if k != "steps"} == {
+        k: v for k, v in W.VISION_CONTINUE.items() if k != "steps"}
+    assert "mean_token_shape" in info["vision_pretraining"]["accuracy"]
+    shipped, state = load_file(str(W.SHIPPED_ENCODERS["tiny"])), VideoLLaMA.from_pretrained(folder).state_dict()
+    assert all(torch.equal(state[k], v) for k, v in shipped.items())

@@ -14,7 +14,7 @@ from videollama.world.generate import WorldOptions, make_scenes
 from videollama.world.render import render_frame
 from videollama.world.scene import state_at_frame
 from videollama.world.vision_pretraining import (
-    VisionPretrainOptions, colour_slots, label_maps, patch_labels, pretrain_vision, rendered_frames,
+    VisionPretrainOptions, colour_centres, colour_slots, label_maps, patch_labels, pretrain_vision, rendered_frames,
 )
 
 
@@ -49,6 +49,11 @@ def test_colour_slots_name_each_colours_shape() -> None:
             assert {(list(V.COLOURS)[c], V.SHAPES[s - 1]) for c, s in enumerate(slots) if s} == {
                 (o["colour"], o["shape"]) for o in objs}
             seen.add(len(objs))
+            centres = colour_centres(scene, frame)
+            for o in objs:
+                assert np.allclose(centres[list(V.COLOURS).index(o["colour"])],
+                                   (o["centre"][0] / scene["width"], o["centre"][1] / scene["height"]))
+            assert not centres[slots == 0].any()
     assert seen >= {0, 1, 2, 3}
 
 
@@ -56,11 +61,12 @@ def test_rendered_stream_is_seeded_and_never_shows_heldout_pairs() -> None:
     a = list(itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 70))  # crosses a block boundary
     b = list(itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 70))
     c = list(itertools.islice(rendered_frames(1, 16, 224, scenes_per_block=8), 5))
-    assert all(torch.equal(x[0], y[0]) and np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2]) for x, y in zip(a, b))
+    assert all(torch.equal(x[0], y[0]) and all(np.array_equal(u, v) for u, v in zip(x[1:], y[1:])) for x, y in zip(a, b))
     assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c))
     assert a[0][0].shape == (224, 224, 3) and a[0][0].dtype == torch.uint8 and a[0][1].shape == (2, 256)
-    assert all(set(np.unique(lab[0][lab[0] > 0]) - 1) == set(np.flatnonzero(slots)) for _, lab, slots in a)
-    pairs = {(int(s), int(col)) for _, lab, _ in a for col, s in zip(*lab) if col}
+    assert all(set(np.unique(lab[0][lab[0] > 0]) - 1) == set(np.flatnonzero(slots)) for _, lab, slots, _ in a)
+    assert all(((centres > 0).all(1) == (slots > 0)).all() and (centres < 1).all() for _, _, slots, centres in a)
+    pairs = {(int(s), int(col)) for _, lab, _, _ in a for col, s in zip(*lab) if col}
     heldout = {(V.SHAPES.index(s) + 1, list(V.COLOURS).index(c) + 1) for s, c in V.HELDOUT_PAIRS}
     assert len(pairs) > 5 and not pairs & heldout
 
@@ -106,7 +112,7 @@ def test_mimetic_init_makes_the_vits_attention_follow_token_similarity(world_mod
     the patch itself and its 8 neighbours than the seeded init, which attends almost uniformly."""
     from videollama.model.videollama import VideoLLaMA
 
-    frames = torch.stack([f for f, _, _ in itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 4)])
+    frames = torch.stack([f for f, *_ in itertools.islice(rendered_frames(0, 16, 224, scenes_per_block=8), 4)])
     yx = torch.stack(torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij"), -1).flatten(0, 1).float()
     near = (torch.cdist(yx, yx) <= 1.5).float()  # 224 px / patch 14: a 16 x 16 grid; the patch and its 8 neighbours
     mass, self_mass = {}, {}
@@ -161,3 +167,61 @@ def test_benchmark_pretrains_the_model_folders_encoders(world_model, tmp_path) -
     before, after = VideoLLaMA.from_pretrained(world_model).state_dict(), VideoLLaMA.from_pretrained(folder).state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"vision", "image_qformer", "audio_encoder"}
+
+
+def test_continued_pretraining_keeps_the_stack_until_the_heads_have_settled(world_model) -> None:
+    """continue_training: no query re-draw, sin-cos reset or mimetic init; during heads_only_steps only the heads
+    learn (the stack is bit-identical after them); after that the stack trains too. The per-token slot head adds
+    the per-token and mean-token shape accuracies."""
+    from videollama.model.videollama import VideoLLaMA
+
+    def stack(m) -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in m.state_dict().items() if k.split(".")[0] in ("vision", "image_qformer")}
+
+    opts = VisionPretrainOptions(steps=3, batch_size=4, scenes_per_block=8, continue_training=True,
+                                 heads_only_steps=3, token_slot_weight=1.0, mimetic_attention=3.0)
+    model = VideoLLaMA.from_pretrained(world_model)
+    before = stack(model)
+    info = pretrain_vision(model, opts, progress=False, eval_frames=8)
+    assert all(torch.equal(before[k], v) for k, v in stack(model).items())
+    assert {"token_shape", "mean_token_shape", "mean_token_centre_error", "slot_shape"} <= set(info["accuracy"])
+    assert info["options"]["continue_training"] and info["options"]["token_slot_weight"] == 1.0
+
+    trained = VideoLLaMA.from_pretrained(world_model)
+    pretrain_vision(trained, dataclasses.replace(opts, steps=4, heads_only_steps=2), progress=False, eval_frames=8)
+    after = stack(trained)
+    assert {k.split(".")[1] for k in before if not torch.equal(before[k], after[k])} >= {"encoder"}
+    queries, table = "image_qformer.query_tokens", "vision.encoder.pos_embed"
+    assert not torch.equal(before[queries], after[queries])  # trained, but not re-drawn N(0, 1) (std stays small)
+    assert after[queries].std() < 0.5 and torch.allclose(after[table], before[table], atol=0.05)
+    # without the per-token head, the accuracies are the first run's keys only
+    plain = pretrain_vision(VideoLLaMA.from_pretrained(world_model), VisionPretrainOptions(steps=0), progress=False,
+                            eval_frames=4)
+    assert "token_shape" not in plain["accuracy"]
+
+
+def test_the_per_token_slot_loss_asks_every_token_for_every_colour() -> None:
+    """_loss with token_slot_weight: cross-entropy of each token's (colours, 1 + shapes) logits against the frame's
+    colour slots plus CENTRE_WEIGHT x the squared error of its centres where the colour is on screen (halved: per
+    coordinate), added with that weight; a head that names every slot and centre right adds (almost) nothing, and
+    centres of absent colours do not count."""
+    from videollama.world.vision_pretraining import CENTRE_WEIGHT, FrameBatch, _loss
+
+    n, q, p = 2, 3, 4
+    slots = torch.tensor([[0, 2, 0, 0, 5], [1, 0, 0, 3, 0]])
+    centres = torch.rand(n, 5, 2) * (slots > 0)[..., None]
+    batch = FrameBatch(frames=torch.zeros(n, 8, 8, 3, dtype=torch.uint8), patches=torch.zeros(n, 2, p, dtype=torch.long),
+                       slots=slots, centres=centres)
+    out = {"patch_colour": torch.zeros(n, p, 6), "patch_shape": torch.zeros(n, p, 6), "slots": torch.zeros(n, 5, 6),
+           "count": torch.zeros(n, 5)}
+    base = _loss(out, batch, 5.0)
+    right = torch.nn.functional.one_hot(slots, 6).float()[:, None].expand(n, q, 5, 6) * 50
+    uniform = torch.zeros(n, q, 5, 6)
+    at = centres[:, None].expand(n, q, 5, 2) + 7.0 * (slots == 0)[:, None, :, None]  # absent colours: ignored
+    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": at}, batch, 5.0, 2.0), base, atol=1e-4)
+    assert torch.allclose(_loss({**out, "token_slots": uniform, "token_centres": at}, batch, 5.0, 2.0),
+                          base + 2.0 * np.log(6), atol=1e-4)
+    off = at + 0.1 * (slots > 0)[:, None, :, None]  # every present centre 0.1 off in x and y
+    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": off}, batch, 5.0, 2.0),
+                          base + 2.0 * CENTRE_WEIGHT * 0.01, atol=1e-4)
+    assert torch.equal(_loss({**out, "token_slots": uniform, "token_centres": off}, batch, 5.0, 0.0), base)

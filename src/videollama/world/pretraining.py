@@ -33,11 +33,13 @@ def next_batch(stream: Iterator[tuple], n: int) -> list[torch.Tensor]:
 
 
 def train_then_freeze(modules: list[nn.Module], heads: nn.Module, step_loss: Callable[[], torch.Tensor], steps: int,
-                      lr: float, weight_decay: float, warmup_steps: int, desc: str, progress: bool) -> dict[str, Any]:
+                      lr: float, weight_decay: float, warmup_steps: int, desc: str, progress: bool,
+                      frozen_steps: int = 0) -> dict[str, Any]:
     """The pretraining loop: AdamW on `modules` and `heads`, linear warmup then cosine to 0 (the training engine's
     `linear_warmup_cosine_lr` is the official schedule, with its own floor), `step_loss()` per step; then
-    `modules` are frozen (eval mode, requires_grad False). Returns seconds and the mean loss of the first and last
-    steps (up to 20 each)."""
+    `modules` are frozen (eval mode, requires_grad False). During the first `frozen_steps` only `heads` learn
+    (fresh heads on an already trained module settle before their gradients reach it). Returns seconds and the
+    mean loss of the first and last steps (up to 20 each)."""
     from tqdm.auto import tqdm
 
     params = [p for m in modules for p in m.parameters()]
@@ -51,7 +53,10 @@ def train_then_freeze(modules: list[nn.Module], heads: nn.Module, step_loss: Cal
     losses: list[float] = []
     t0 = time.perf_counter()
     bar = tqdm(range(steps), desc=desc, disable=not progress)
-    for _ in bar:
+    for step in bar:
+        if step in (0, frozen_steps):
+            for p in params:
+                p.requires_grad_(step >= frozen_steps)
         loss = step_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()

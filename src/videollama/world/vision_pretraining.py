@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 COLOURS = tuple(V.COLOURS)
 MAX_OBJECTS = 4  # a world frame shows 0..4 objects
 QUERY_STD = 1.0  # the image Q-Former's query tokens are re-drawn with this std before its pretraining
+CENTRE_WEIGHT = 4.0  # weight of the per-token centre regression (squared error in frame fractions) in that loss
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,20 @@ class VisionPretrainOptions:
     train_image_qformer: bool = True
     sincos_positions: bool = True  # re-set the ViT's position embedding to 2-D sin-cos first (with train_vit)
     mimetic_attention: float = 0.0  # > 0: mimetic init of the ViT's query/key weights with this strength first
+    token_slot_weight: float = 0.0  # > 0: also the per-token slot read-out (`StackHeads`), with this loss weight
+    continue_training: bool = False  # go on from the model's (pretrained) stack: no query re-draw, sin-cos or mimetic init
+    heads_only_steps: int = 0  # the first steps train only the fresh read-out heads (the stack is kept as it is)
 
 
 @dataclass
 class FrameBatch:
-    """Rendered frames and their targets: uint8 (N, S, S, 3) frames, (N, 2, P) patch labels, (N, 5) colour slots."""
+    """Rendered frames and their targets: uint8 (N, S, S, 3) frames, (N, 2, P) patch labels, (N, 5) colour slots,
+    (N, 5, 2) colour centres."""
 
     frames: torch.Tensor
     patches: torch.Tensor
     slots: torch.Tensor
+    centres: torch.Tensor
 
 
 def label_maps(scene: dict[str, Any], frame: int, masks: dict | None = None) -> np.ndarray:
@@ -111,10 +117,20 @@ def colour_slots(scene: dict[str, Any], frame: int) -> np.ndarray:
     return slots
 
 
+def colour_centres(scene: dict[str, Any], frame: int) -> np.ndarray:
+    """(5, 2) float32, one row per colour of `vocab.COLOURS`: the centre (x / width, y / height) of the object of
+    that colour in `frame` (the same fractions in the encoder's square input), zeros when there is none."""
+    centres = np.zeros((len(COLOURS), 2), np.float32)
+    for o in state_at_frame(scene, frame):
+        centres[COLOURS.index(o["colour"])] = (o["centre"][0] / scene["width"], o["centre"][1] / scene["height"])
+    return centres
+
+
 def rendered_frames(seed: int, grid: int, size: int = 224, scenes_per_block: int = 256
-                    ) -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
-    """Endless seeded (uint8 (size, size, 3) frame, (2, grid*grid) patch labels, (5,) colour slots) triples,
-    8 frames per timeline (the uniformly sampled ones), shuffled within blocks of `scenes_per_block` timelines."""
+                    ) -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]]:
+    """Endless seeded (uint8 (size, size, 3) frame, (2, grid*grid) patch labels, (5,) colour slots, (5, 2) colour
+    centres), 8 frames per timeline (the uniformly sampled ones), shuffled within blocks of `scenes_per_block`
+    timelines."""
     masks: dict = {}
     for block, scenes in training_scene_blocks(seed, scenes_per_block):
         for j in np.random.default_rng([seed, block]).permutation(len(scenes) * V.N_SLOTS):
@@ -123,7 +139,8 @@ def rendered_frames(seed: int, grid: int, size: int = 224, scenes_per_block: int
             img = torch.from_numpy(render_frame(scene, frame, masks)).permute(2, 0, 1)[None].float()
             img = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0]
             yield (img.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8),
-                   patch_labels(label_maps(scene, frame, masks), grid), colour_slots(scene, frame))
+                   patch_labels(label_maps(scene, frame, masks), grid), colour_slots(scene, frame),
+                   colour_centres(scene, frame))
 
 
 def _batch(stream: Iterator, n: int) -> FrameBatch:
@@ -132,9 +149,16 @@ def _batch(stream: Iterator, n: int) -> FrameBatch:
 
 class StackHeads(nn.Module):
     """Read-outs used only during pretraining (discarded after): per patch (colour, shape), per colour (absent or
-    shape) from the Q-Former tokens through one attention query each, and the object count from their mean."""
+    shape) from the Q-Former tokens through one attention query each, and the object count from their mean.
 
-    def __init__(self, vit_width: int, qformer_hidden: int, heads: int) -> None:
+    With `token_slots`, also one linear head shared by all query tokens that names, from each token alone, every
+    colour's slot (absent or shape) and its object's centre. The trained video Q-Former passes on about the mean of
+    the frame tokens (its 32 outputs collapse to one; docs/world.md, "Session 12"), and an attention read-out over
+    distinct tokens finds what the mean does not carry; this objective puts every object's shape and place into
+    every token, so into the mean (shape alone made the tokens drop where things are: "Session 13").
+    """
+
+    def __init__(self, vit_width: int, qformer_hidden: int, heads: int, token_slots: bool = False) -> None:
         super().__init__()
         n = len(COLOURS)
         self.patch_colour = nn.Linear(vit_width, n + 1)
@@ -146,6 +170,8 @@ class StackHeads(nn.Module):
         self.slot_weight = nn.Parameter(torch.randn(n, qformer_hidden, len(V.SHAPES) + 1) * 0.02)
         self.slot_bias = nn.Parameter(torch.zeros(n, len(V.SHAPES) + 1))
         self.count = nn.Linear(qformer_hidden, MAX_OBJECTS + 1)
+        # created last and only when asked: the other heads' init (and the RNG stream after it) stay as they were
+        self.token_slots = nn.Linear(qformer_hidden, n * (len(V.SHAPES) + 3)) if token_slots else None
 
     def forward(self, model: nn.Module, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         ref = next(model.vision.parameters())
@@ -155,24 +181,40 @@ class StackHeads(nn.Module):
         patches = ln[:, 1:].to(self.patch_colour.weight.dtype)  # CLS first; patches in row-major order
         pooled, _ = self.slot_attention(self.slot_queries[None].expand(len(tokens), -1, -1), tokens, tokens)
         slots = torch.einsum("nch,cho->nco", self.slot_norm(pooled), self.slot_weight) + self.slot_bias
-        return {"patch_colour": self.patch_colour(patches), "patch_shape": self.patch_shape(patches),
-                "slots": slots, "count": self.count(tokens.mean(1))}
+        out = {"patch_colour": self.patch_colour(patches), "patch_shape": self.patch_shape(patches),
+               "slots": slots, "count": self.count(tokens.mean(1))}
+        if self.token_slots is not None:  # (N, Q, colours, 1 + shapes) logits and (N, Q, colours, 2) centres
+            per_token = self.token_slots(tokens).unflatten(-1, (len(COLOURS), len(V.SHAPES) + 3))
+            out["token_slots"], out["token_centres"] = per_token[..., :-2], per_token[..., -2:]
+        return out
 
 
-def _loss(out: dict[str, torch.Tensor], batch: FrameBatch, foreground_weight: float) -> torch.Tensor:
+def _loss(out: dict[str, torch.Tensor], batch: FrameBatch, foreground_weight: float,
+          token_slot_weight: float = 0.0) -> torch.Tensor:
     labels = batch.patches.to(out["patch_colour"].device)
     weight = 1.0 + (foreground_weight - 1.0) * (labels[:, 0] > 0).float()
     per_patch = (F.cross_entropy(out["patch_colour"].flatten(0, 1).float(), labels[:, 0].flatten(), reduction="none")
                  + F.cross_entropy(out["patch_shape"].flatten(0, 1).float(), labels[:, 1].flatten(), reduction="none"))
     slots = batch.slots.to(labels.device)
-    return ((per_patch * weight.flatten()).mean()
+    loss = ((per_patch * weight.flatten()).mean()
             + F.cross_entropy(out["slots"].flatten(0, 1).float(), slots.flatten())
             + F.cross_entropy(out["count"].float(), (slots > 0).sum(1)))
+    if token_slot_weight and "token_slots" in out:
+        per_token = out["token_slots"]
+        target = slots[:, None].expand(-1, per_token.shape[1], -1)
+        present = (target > 0).float()[..., None]  # centres count where the colour is on screen
+        centres = batch.centres.to(labels.device)[:, None].expand_as(out["token_centres"])
+        squared = ((out["token_centres"].float() - centres) ** 2 * present).sum() / present.sum().clamp(min=1) / 2
+        loss = loss + token_slot_weight * (F.cross_entropy(per_token.flatten(0, 2).float(), target.flatten())
+                                           + CENTRE_WEIGHT * squared)
+    return loss
 
 
 def stack_accuracy(model: nn.Module, heads: StackHeads, batch: FrameBatch) -> dict[str, float]:
     """% right: patch colour (all patches; object patches), patch shape (object patches), per colour slot
-    present-or-not (all slots), slot shape (present slots) and object count (frames)."""
+    present-or-not (all slots), slot shape (present slots) and object count (frames); with the per-token slot
+    head also the present slots' shape named by each token alone and by the mean token (the head is linear, so
+    that is the mean of the tokens' logits), and the mean token's centre error (% of the frame side)."""
     with torch.no_grad():
         out = heads(model, batch.frames)
     labels, slots = batch.patches.to(out["patch_colour"].device), batch.slots.to(out["slots"].device)
@@ -183,9 +225,16 @@ def stack_accuracy(model: nn.Module, heads: StackHeads, batch: FrameBatch) -> di
     def pct(hits: torch.Tensor) -> float:
         return round(100 * hits.float().mean().item(), 1)
 
-    return {"colour_all": pct(c_hit), "colour_objects": pct(c_hit[fg]), "shape_objects": pct(s_hit[fg]),
-            "slot_presence": pct((pred > 0) == present), "slot_shape": pct((pred == slots)[present]),
-            "count": pct(out["count"].argmax(-1) == present.sum(1))}
+    acc = {"colour_all": pct(c_hit), "colour_objects": pct(c_hit[fg]), "shape_objects": pct(s_hit[fg]),
+           "slot_presence": pct((pred > 0) == present), "slot_shape": pct((pred == slots)[present]),
+           "count": pct(out["count"].argmax(-1) == present.sum(1))}
+    if "token_slots" in out:
+        per_token = out["token_slots"].argmax(-1)  # (N, Q, colours)
+        acc["token_shape"] = pct((per_token == slots[:, None])[present[:, None].expand_as(per_token)])
+        acc["mean_token_shape"] = pct((out["token_slots"].mean(1).argmax(-1) == slots)[present])
+        error = (out["token_centres"].mean(1) - batch.centres.to(slots.device)).abs()[present]
+        acc["mean_token_centre_error"] = round(100 * error.mean().item(), 1) if len(error) else None
+    return acc
 
 
 def pretrain_vision(model, opts: VisionPretrainOptions = VisionPretrainOptions(), progress: bool = True,
@@ -223,33 +272,35 @@ def _pretrain(model, opts: VisionPretrainOptions, progress: bool, eval_frames: i
     vcfg, qcfg = model.config.vision, model.config.image_qformer
     grid = vcfg.image_size // vcfg.patch_size
     torch.manual_seed(opts.seed)
-    heads = StackHeads(vcfg.width, qcfg.hidden, qcfg.heads).to(device=model.device)  # fp32 heads and optimizer state
+    heads = StackHeads(vcfg.width, qcfg.hidden, qcfg.heads, token_slots=opts.token_slot_weight > 0
+                       ).to(device=model.device)  # fp32 heads and optimizer state
     val = _batch(rendered_frames(opts.seed + 1, grid, vcfg.image_size, 32), eval_frames)
     for m in (model.vision, model.image_qformer):  # a probe (nothing trained) still must not build their grads
         m.eval()
         m.requires_grad_(False)
     trained = _trained_modules(model, opts)
-    if opts.train_image_qformer:
+    fresh = not opts.continue_training  # a continued stack keeps its queries, positions and attention
+    if opts.train_image_qformer and fresh:
         with torch.no_grad():
             queries = model.image_qformer.query_tokens
             queries.copy_(torch.randn(queries.shape) * QUERY_STD)
-    if opts.train_vit and opts.sincos_positions:
+    if opts.train_vit and opts.sincos_positions and fresh:
         from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
 
         with torch.no_grad():
             table = model.vision.encoder.pos_embed
             table.copy_(build_2d_sinusoidal_position_embedding(grid, grid, table.shape[-1], cls_token=True)[None])
-    if opts.train_vit and opts.mimetic_attention > 0:
+    if opts.train_vit and opts.mimetic_attention > 0 and fresh:
         mimetic_attention_init(model.vision.encoder, opts.mimetic_attention)
     stream = rendered_frames(opts.seed, grid, vcfg.image_size, opts.scenes_per_block)
 
     def step_loss() -> torch.Tensor:
         batch = _batch(stream, opts.batch_size)
-        return _loss(heads(model, batch.frames), batch, opts.foreground_weight)
+        return _loss(heads(model, batch.frames), batch, opts.foreground_weight, opts.token_slot_weight)
 
     out = {"options": asdict(opts),
            **train_then_freeze(trained, heads, step_loss, opts.steps, opts.lr, opts.weight_decay, opts.warmup_steps,
-                               "pretrain world image stack", progress),
+                               "pretrain world image stack", progress, frozen_steps=opts.heads_only_steps),
            "accuracy": stack_accuracy(model, heads, val)}
     log.info("world image-stack pretraining: %s", out)
     return out
