@@ -202,10 +202,10 @@ def test_continued_pretraining_keeps_the_stack_until_the_heads_have_settled(worl
 
 def test_the_per_token_slot_loss_asks_every_token_for_every_colour() -> None:
     """_loss with token_slot_weight: cross-entropy of each token's (colours, 1 + shapes) logits against the frame's
-    colour slots plus CENTRE_WEIGHT x the squared error of its centres where the colour is on screen (halved: per
-    coordinate), added with that weight; a head that names every slot and centre right adds (almost) nothing, and
+    colour slots plus token_centre_weight x the squared error of its centres where the colour is on screen (halved:
+    per coordinate), added with that weight; a head that names every slot and centre right adds (almost) nothing, and
     centres of absent colours do not count."""
-    from videollama.world.vision_pretraining import CENTRE_WEIGHT, FrameBatch, _loss
+    from videollama.world.vision_pretraining import FrameBatch, _loss
 
     n, q, p = 2, 3, 4
     slots = torch.tensor([[0, 2, 0, 0, 5], [1, 0, 0, 3, 0]])
@@ -218,10 +218,13 @@ def test_the_per_token_slot_loss_asks_every_token_for_every_colour() -> None:
     right = torch.nn.functional.one_hot(slots, 6).float()[:, None].expand(n, q, 5, 6) * 50
     uniform = torch.zeros(n, q, 5, 6)
     at = centres[:, None].expand(n, q, 5, 2) + 7.0 * (slots == 0)[:, None, :, None]  # absent colours: ignored
-    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": at}, batch, 5.0, 2.0), base, atol=1e-4)
-    assert torch.allclose(_loss({**out, "token_slots": uniform, "token_centres": at}, batch, 5.0, 2.0),
+    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": at}, batch, 5.0, 2.0, 4.0), base,
+                          atol=1e-4)
+    assert torch.allclose(_loss({**out, "token_slots": uniform, "token_centres": at}, batch, 5.0, 2.0, 4.0),
                           base + 2.0 * np.log(6), atol=1e-4)
     off = at + 0.1 * (slots > 0)[:, None, :, None]  # every present centre 0.1 off in x and y
-    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": off}, batch, 5.0, 2.0),
-                          base + 2.0 * CENTRE_WEIGHT * 0.01, atol=1e-4)
+    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": off}, batch, 5.0, 2.0, 4.0),
+                          base + 2.0 * 4.0 * 0.01, atol=1e-4)
+    assert torch.allclose(_loss({**out, "token_slots": right, "token_centres": off}, batch, 5.0, 2.0, 0.0), base,
+                          atol=1e-4)  # shape only
     assert torch.equal(_loss({**out, "token_slots": uniform, "token_centres": off}, batch, 5.0, 0.0), base)

@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 COLOURS = tuple(V.COLOURS)
 MAX_OBJECTS = 4  # a world frame shows 0..4 objects
 QUERY_STD = 1.0  # the image Q-Former's query tokens are re-drawn with this std before its pretraining
-CENTRE_WEIGHT = 4.0  # weight of the per-token centre regression (squared error in frame fractions) in that loss
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,7 @@ class VisionPretrainOptions:
     sincos_positions: bool = True  # re-set the ViT's position embedding to 2-D sin-cos first (with train_vit)
     mimetic_attention: float = 0.0  # > 0: mimetic init of the ViT's query/key weights with this strength first
     token_slot_weight: float = 0.0  # > 0: also the per-token slot read-out (`StackHeads`), with this loss weight
+    token_centre_weight: float = 4.0  # in that read-out's loss: weight of its centres' squared error (0: shape only)
     continue_training: bool = False  # go on from the model's (pretrained) stack: no query re-draw, sin-cos or mimetic init
     heads_only_steps: int = 0  # the first steps train only the fresh read-out heads (the stack is kept as it is)
 
@@ -154,8 +154,8 @@ class StackHeads(nn.Module):
     With `token_slots`, also one linear head shared by all query tokens that names, from each token alone, every
     colour's slot (absent or shape) and its object's centre. The trained video Q-Former passes on about the mean of
     the frame tokens (its 32 outputs collapse to one; docs/world.md, "Session 12"), and an attention read-out over
-    distinct tokens finds what the mean does not carry; this objective puts every object's shape and place into
-    every token, so into the mean (shape alone made the tokens drop where things are: "Session 13").
+    distinct tokens finds what the mean does not carry; this objective puts every object's shape (and, weighted
+    by `token_centre_weight`, its place) into every token, so into the mean (docs/world.md, "Session 13").
     """
 
     def __init__(self, vit_width: int, qformer_hidden: int, heads: int, token_slots: bool = False) -> None:
@@ -190,7 +190,7 @@ class StackHeads(nn.Module):
 
 
 def _loss(out: dict[str, torch.Tensor], batch: FrameBatch, foreground_weight: float,
-          token_slot_weight: float = 0.0) -> torch.Tensor:
+          token_slot_weight: float = 0.0, token_centre_weight: float = 0.0) -> torch.Tensor:
     labels = batch.patches.to(out["patch_colour"].device)
     weight = 1.0 + (foreground_weight - 1.0) * (labels[:, 0] > 0).float()
     per_patch = (F.cross_entropy(out["patch_colour"].flatten(0, 1).float(), labels[:, 0].flatten(), reduction="none")
@@ -206,7 +206,7 @@ def _loss(out: dict[str, torch.Tensor], batch: FrameBatch, foreground_weight: fl
         centres = batch.centres.to(labels.device)[:, None].expand_as(out["token_centres"])
         squared = ((out["token_centres"].float() - centres) ** 2 * present).sum() / present.sum().clamp(min=1) / 2
         loss = loss + token_slot_weight * (F.cross_entropy(per_token.flatten(0, 2).float(), target.flatten())
-                                           + CENTRE_WEIGHT * squared)
+                                           + token_centre_weight * squared)
     return loss
 
 
@@ -296,7 +296,8 @@ def _pretrain(model, opts: VisionPretrainOptions, progress: bool, eval_frames: i
 
     def step_loss() -> torch.Tensor:
         batch = _batch(stream, opts.batch_size)
-        return _loss(heads(model, batch.frames), batch, opts.foreground_weight, opts.token_slot_weight)
+        return _loss(heads(model, batch.frames), batch, opts.foreground_weight, opts.token_slot_weight,
+                     opts.token_centre_weight)
 
     out = {"options": asdict(opts),
            **train_then_freeze(trained, heads, step_loss, opts.steps, opts.lr, opts.weight_decay, opts.warmup_steps,
