@@ -200,6 +200,33 @@ def test_continued_pretraining_keeps_the_stack_until_the_heads_have_settled(worl
     assert "token_shape" not in plain["accuracy"]
 
 
+def test_the_mean_only_read_out_reads_the_tokens_mean(world_model) -> None:
+    """StackHeads(mean_only=True): the per-token head reads the mean of the image Q-Former's tokens once (one row
+    of logits and centres per frame, what the every-token head gives for the mean), so the loss asks nothing of
+    the single tokens; stack_accuracy reports both shape figures from it and the tokens' sharing."""
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.world.vision_pretraining import FrameBatch, StackHeads, stack_accuracy
+
+    model = VideoLLaMA.from_pretrained(world_model)
+    cfg = model.config
+    torch.manual_seed(0)
+    each = StackHeads(cfg.vision.width, cfg.image_qformer.hidden, cfg.image_qformer.heads, token_slots=True)
+    mean = StackHeads(cfg.vision.width, cfg.image_qformer.hidden, cfg.image_qformer.heads, token_slots=True,
+                      mean_only=True)
+    mean.load_state_dict(each.state_dict())
+    frames = torch.randint(0, 256, (3, 224, 224, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        got, ref = mean(model, frames), each(model, frames)
+    q = cfg.image_qformer.num_query_tokens
+    assert ref["token_slots"].shape[1] == q and got["token_slots"].shape[1] == 1
+    assert torch.allclose(got["token_slots"][:, 0], ref["token_slots"].mean(1), atol=1e-5)
+    assert torch.allclose(got["token_centres"][:, 0], ref["token_centres"].mean(1), atol=1e-5)
+    batch = FrameBatch(frames, torch.zeros(3, 2, 256, dtype=torch.long), torch.tensor([[1, 0, 0, 0, 2]] * 3),
+                       torch.full((3, 5, 2), 0.5))
+    acc = stack_accuracy(model, mean, batch)
+    assert acc["token_shape"] == acc["mean_token_shape"] and 0.0 <= acc["token_sharing"] <= 1.0
+
+
 def test_the_per_token_slot_loss_asks_every_token_for_every_colour() -> None:
     """_loss with token_slot_weight: cross-entropy of each token's (colours, 1 + shapes) logits against the frame's
     colour slots plus token_centre_weight x the squared error of its centres where the colour is on screen (halved:

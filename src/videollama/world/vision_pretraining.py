@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from videollama.media.normalize import normalize_frames
+from videollama.model.diagnostics import shared_token_fraction
 from videollama.world import vocab as V
 from videollama.world.pretraining import next_batch, train_then_freeze, training_scene_blocks
 from videollama.world.render import object_masks, render_frame
@@ -76,6 +77,7 @@ class VisionPretrainOptions:
     mimetic_attention: float = 0.0  # > 0: mimetic init of the ViT's query/key weights with this strength first
     token_slot_weight: float = 0.0  # > 0: also the per-token slot read-out (`StackHeads`), with this loss weight
     token_centre_weight: float = 4.0  # in that read-out's loss: weight of its centres' squared error (0: shape only)
+    token_slot_mean_only: bool = False  # that read-out reads the mean of the tokens only, not each token
     continue_training: bool = False  # go on from the model's (pretrained) stack: no query re-draw, sin-cos or mimetic init
     heads_only_steps: int = 0  # the first steps train only the fresh read-out heads (the stack is kept as it is)
 
@@ -155,10 +157,13 @@ class StackHeads(nn.Module):
     colour's slot (absent or shape) and its object's centre. The trained video Q-Former passes on about the mean of
     the frame tokens (its 32 outputs collapse to one; docs/world.md, "Session 12"), and an attention read-out over
     distinct tokens finds what the mean does not carry; this objective puts every object's shape (and, weighted
-    by `token_centre_weight`, its place) into every token, so into the mean (docs/world.md, "Session 13").
+    by `token_centre_weight`, its place) into every token, so into the mean (docs/world.md, "Session 13"). With
+    `mean_only` the head reads the tokens' mean alone: the mean must carry the slots, the single tokens need not
+    (they stay more distinct; docs/world.md, "Session 14").
     """
 
-    def __init__(self, vit_width: int, qformer_hidden: int, heads: int, token_slots: bool = False) -> None:
+    def __init__(self, vit_width: int, qformer_hidden: int, heads: int, token_slots: bool = False,
+                 mean_only: bool = False) -> None:
         super().__init__()
         n = len(COLOURS)
         self.patch_colour = nn.Linear(vit_width, n + 1)
@@ -172,6 +177,7 @@ class StackHeads(nn.Module):
         self.count = nn.Linear(qformer_hidden, MAX_OBJECTS + 1)
         # created last and only when asked: the other heads' init (and the RNG stream after it) stay as they were
         self.token_slots = nn.Linear(qformer_hidden, n * (len(V.SHAPES) + 3)) if token_slots else None
+        self.mean_only = mean_only  # the per-token head reads only the tokens' mean: they may stay distinct
 
     def forward(self, model: nn.Module, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         ref = next(model.vision.parameters())
@@ -182,9 +188,10 @@ class StackHeads(nn.Module):
         pooled, _ = self.slot_attention(self.slot_queries[None].expand(len(tokens), -1, -1), tokens, tokens)
         slots = torch.einsum("nch,cho->nco", self.slot_norm(pooled), self.slot_weight) + self.slot_bias
         out = {"patch_colour": self.patch_colour(patches), "patch_shape": self.patch_shape(patches),
-               "slots": slots, "count": self.count(tokens.mean(1))}
-        if self.token_slots is not None:  # (N, Q, colours, 1 + shapes) logits and (N, Q, colours, 2) centres
-            per_token = self.token_slots(tokens).unflatten(-1, (len(COLOURS), len(V.SHAPES) + 3))
+               "slots": slots, "count": self.count(tokens.mean(1)), "tokens": tokens}
+        if self.token_slots is not None:  # (N, Q or 1, colours, 1 + shapes) logits and (N, Q or 1, colours, 2) centres
+            read = tokens.mean(1, keepdim=True) if self.mean_only else tokens
+            per_token = self.token_slots(read).unflatten(-1, (len(COLOURS), len(V.SHAPES) + 3))
             out["token_slots"], out["token_centres"] = per_token[..., :-2], per_token[..., -2:]
         return out
 
@@ -214,7 +221,8 @@ def stack_accuracy(model: nn.Module, heads: StackHeads, batch: FrameBatch) -> di
     """% right: patch colour (all patches; object patches), patch shape (object patches), per colour slot
     present-or-not (all slots), slot shape (present slots) and object count (frames); with the per-token slot
     head also the present slots' shape named by each token alone and by the mean token (the head is linear, so
-    that is the mean of the tokens' logits), and the mean token's centre error (% of the frame side)."""
+    that is the mean of the tokens' logits; with `mean_only` both read the mean), and the mean token's centre
+    error (% of the frame side). Also `token_sharing`: `shared_token_fraction` of the image Q-Former's tokens."""
     with torch.no_grad():
         out = heads(model, batch.frames)
     labels, slots = batch.patches.to(out["patch_colour"].device), batch.slots.to(out["slots"].device)
@@ -234,6 +242,8 @@ def stack_accuracy(model: nn.Module, heads: StackHeads, batch: FrameBatch) -> di
         acc["mean_token_shape"] = pct((out["token_slots"].mean(1).argmax(-1) == slots)[present])
         error = (out["token_centres"].mean(1) - batch.centres.to(slots.device)).abs()[present]
         acc["mean_token_centre_error"] = round(100 * error.mean().item(), 1) if len(error) else None
+    if len(out["tokens"]) > 1:  # how far the image Q-Former's tokens of a frame are one token (docs/world.md)
+        acc["token_sharing"] = round(shared_token_fraction(out["tokens"]), 3)
     return acc
 
 
@@ -272,8 +282,8 @@ def _pretrain(model, opts: VisionPretrainOptions, progress: bool, eval_frames: i
     vcfg, qcfg = model.config.vision, model.config.image_qformer
     grid = vcfg.image_size // vcfg.patch_size
     torch.manual_seed(opts.seed)
-    heads = StackHeads(vcfg.width, qcfg.hidden, qcfg.heads, token_slots=opts.token_slot_weight > 0
-                       ).to(device=model.device)  # fp32 heads and optimizer state
+    heads = StackHeads(vcfg.width, qcfg.hidden, qcfg.heads, token_slots=opts.token_slot_weight > 0,
+                       mean_only=opts.token_slot_mean_only).to(device=model.device)  # fp32 heads and optimizer state
     val = _batch(rendered_frames(opts.seed + 1, grid, vcfg.image_size, 32), eval_frames)
     for m in (model.vision, model.image_qformer):  # a probe (nothing trained) still must not build their grads
         m.eval()
