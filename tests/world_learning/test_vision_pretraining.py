@@ -214,14 +214,15 @@ def test_the_mean_only_read_out_reads_the_tokens_mean(world_model) -> None:
     mean = StackHeads(cfg.vision.width, cfg.image_qformer.hidden, cfg.image_qformer.heads, token_slots=True,
                       mean_only=True)
     mean.load_state_dict(each.state_dict())
-    frames = torch.randint(0, 256, (3, 224, 224, 3), dtype=torch.uint8)
+    size, grid = cfg.vision.image_size, cfg.vision.image_size // cfg.vision.patch_size
+    frames = torch.randint(0, 256, (3, size, size, 3), dtype=torch.uint8)
     with torch.no_grad():
         got, ref = mean(model, frames), each(model, frames)
     q = cfg.image_qformer.num_query_tokens
     assert ref["token_slots"].shape[1] == q and got["token_slots"].shape[1] == 1
     assert torch.allclose(got["token_slots"][:, 0], ref["token_slots"].mean(1), atol=1e-5)
     assert torch.allclose(got["token_centres"][:, 0], ref["token_centres"].mean(1), atol=1e-5)
-    batch = FrameBatch(frames, torch.zeros(3, 2, 256, dtype=torch.long), torch.tensor([[1, 0, 0, 0, 2]] * 3),
+    batch = FrameBatch(frames, torch.zeros(3, 2, grid * grid, dtype=torch.long), torch.tensor([[1, 0, 0, 0, 2]] * 3),
                        torch.full((3, 5, 2), 0.5))
     acc = stack_accuracy(model, mean, batch)
     assert acc["token_shape"] == acc["mean_token_shape"] and 0.0 <= acc["token_sharing"] <= 1.0
