@@ -18,7 +18,9 @@ Evaluation: the `world` eval task (`videollama eval world`) on the held-out ques
 (a) the model as trained; (b) frame position embeddings zeroed; (c) the 8 sampled frames shuffled (a fixed
 derangement) before encoding; (d) no audio branch (use_audio=False: the video-only prompt, no audio tokens).
 Also reports how far the trained model's image and video Q-Former tokens are one token repeated
-(`model.diagnostics.qformer_token_sharing` on 40 held-out videos: 1.0 = collapsed; docs/world.md "Session 12").
+(`model.diagnostics.qformer_token_sharing` on 40 held-out videos: 1.0 = collapsed; docs/world.md "Session 12"), and
+where the video Q-Former's cross-attention reads from (`video_qformer_reads`: peakedness, distinct keys, attention
+per frame; "Session 15").
 Prints markdown tables (accuracy per kind, and per question type) and writes WORK/ablations.json.
 """
 
@@ -338,15 +340,28 @@ def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_t
             "type": summary["breakdown"].get("type"), "elapsed_s": summary["elapsed_s"]}
 
 
-def token_sharing(model_dir: Path, heldout: Path, n_videos: int = 40) -> dict:
-    """How far the trained model's Q-Former tokens are one token repeated (`model.diagnostics`), on the first
-    `n_videos` held-out videos: 1.0 = collapsed, about 1/32 = independent tokens."""
+def qformer_diagnostics(model_dir: Path, heldout: Path, n_videos: int = 40, n_read: int = 12) -> tuple[dict, list]:
+    """The trained model's Q-Former diagnostics (`model.diagnostics`) on the held-out videos: how far its tokens
+    are one token repeated (first `n_videos`; 1.0 = collapsed, about 1/32 = independent tokens), and where the video
+    Q-Former's cross-attention reads from (first `n_read`)."""
     from videollama.evaluation.tasks.base import read_records  # the world eval task's reader of questions.jsonl
-    from videollama.model.diagnostics import qformer_token_sharing
+    from videollama.model.diagnostics import qformer_token_sharing, video_qformer_reads
     from videollama.model.videollama import VideoLLaMA
 
-    media = sorted({q["media"] for q in read_records(heldout / "questions.jsonl")})[:n_videos]
-    return qformer_token_sharing(VideoLLaMA.from_pretrained(model_dir).eval(), [heldout / m for m in media])
+    media = sorted({q["media"] for q in read_records(heldout / "questions.jsonl")})
+    model = VideoLLaMA.from_pretrained(model_dir).eval()
+    return (qformer_token_sharing(model, [heldout / m for m in media[:n_videos]]),
+            video_qformer_reads(model, [heldout / m for m in media[:n_read]]))
+
+
+def reads_summary(reads: list) -> str:
+    """One line per cross-attention layer: mean distinct keys over the heads, and the frame mass averaged over them."""
+    lines = []
+    for i, heads in enumerate(reads):
+        mass = [sum(h["frame_mass"][f] for h in heads) / len(heads) for f in range(len(heads[0]["frame_mass"]))]
+        keys = sum(h["distinct_keys"] for h in heads) / len(heads)
+        lines.append(f"layer {i}: distinct keys per head {keys:.1f}, frame mass " + " ".join(f"{m:.2f}" for m in mass))
+    return "; ".join(lines)
 
 
 def _acc(m) -> float | None:
@@ -486,8 +501,9 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         results[ab] = evaluate(model_dir, heldout, work / "eval", ab, a.max_new_tokens, a.limit)
         _log(f"({ab}) {ABLATIONS[ab]}: {round(time.perf_counter() - t, 1)} s")
-    info["token_sharing"] = token_sharing(model_dir, heldout)
+    info["token_sharing"], info["video_qformer_reads"] = qformer_diagnostics(model_dir, heldout)
     _log(f"share of the Q-Former tokens' variance common to all tokens: {info['token_sharing']}")
+    _log(f"where the video Q-Former reads (12 held-out videos): {reads_summary(info['video_qformer_reads'])}")
     info["total_s"] = round(time.perf_counter() - t0, 1)
     info["results"] = results
     work.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from videollama.model.diagnostics import qformer_token_sharing, shared_token_fraction
+from videollama.model.diagnostics import qformer_token_sharing, shared_token_fraction, video_qformer_reads
 from videollama.model.videollama import VideoLLaMA
 from videollama.tiny import make_tiny_model
 
@@ -50,3 +51,33 @@ def test_qformer_token_sharing_sees_collapsed_queries(tmp_path) -> None:
         queries = model.video_qformer.query_tokens
         queries.copy_(queries[:, :1].expand_as(queries))
     assert qformer_token_sharing(model, videos)["video_qformer"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_video_qformer_reads_measures_where_the_queries_look(tmp_path) -> None:
+    model = VideoLLaMA.from_pretrained(make_tiny_model(tmp_path / "m", "tiny", seed=0)).eval()
+    videos = [ASSETS / "example.mp4", ASSETS / "world_example.mp4"]
+    cfg = model.config.video_qformer
+    reads = video_qformer_reads(model, videos)
+    assert len(reads) == len(range(0, cfg.layers, cfg.cross_attention_freq))
+    keys = 8 * model.config.image_qformer.num_query_tokens  # 8 frames of image Q-Former tokens
+    for heads in reads:
+        assert len(heads) == cfg.heads
+        for head in heads:
+            assert sum(head["frame_mass"]) == pytest.approx(1.0, abs=0.01) and len(head["frame_mass"]) == 8
+            assert 0 <= head["entropy"] <= math.log(keys) + 1e-6
+            assert 1 <= head["distinct_keys"] <= cfg.num_query_tokens
+    with torch.no_grad():  # no query projection in the first cross-attention: uniform attention over every token
+        attention = model.video_qformer.model.encoder.layer[0].crossattention.attention
+        attention.query.weight.zero_()
+        attention.query.bias.zero_()
+    first = video_qformer_reads(model, videos)[0]
+    for head in first:
+        assert head["entropy"] == pytest.approx(math.log(keys), abs=1e-3)
+        assert head["frame_mass"] == pytest.approx([1 / 8] * 8, abs=1e-3)
+    with torch.no_grad():  # every query the same: one peak for all of them
+        queries = model.video_qformer.query_tokens
+        queries.copy_(queries[:, :1].expand_as(queries))
+    assert all(head["distinct_keys"] == 1 for heads in video_qformer_reads(model, videos)[1:] for head in heads)
+    assert model.video_qformer.model.config._attn_implementation == "sdpa"  # restored after reading the attention
+    with pytest.raises(ValueError, match="at least one video"):
+        video_qformer_reads(model, [])

@@ -9,11 +9,13 @@ from tests.world_learning.conftest import ROOT, stage_recipe
 
 
 def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path):
+    from videollama.checkpoint.folder import read_config
     from videollama.model.videollama import VideoLLaMA
     from videollama.training.data.av_cache import build_av_feature_cache
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import KINDS, RECIPES, evaluate, recipe_overrides, token_sharing, train_stage, type_table
+    from world_learning import (KINDS, RECIPES, evaluate, qformer_diagnostics, reads_summary, recipe_overrides, train_stage,
+                                type_table)
 
     from videollama.world.questions import QUESTION_TYPES
 
@@ -38,6 +40,10 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
         assert sum(m["n"] for m in out["type"].values()) == 8
     rows = type_table(results).splitlines()[2:]
     assert {row.split(" | ")[0].lstrip("| ") for row in rows} == set(results["a"]["type"])
-    sharing = token_sharing(s2, heldout_dir, n_videos=3)  # reported with the ablation table
+    sharing, reads = qformer_diagnostics(s2, heldout_dir, n_videos=3, n_read=2)  # reported with the ablation table
     assert sharing["videos"] == 3
     assert all(0.0 <= sharing[k] <= 1.0 for k in ("image_qformer_per_frame", "video_qformer")), sharing
+    vq = read_config(s2).video_qformer  # one entry per cross-attention layer, one per head
+    assert len(reads) == len(range(0, vq.layers, vq.cross_attention_freq))
+    assert all(len(heads) == vq.heads for heads in reads)
+    assert reads_summary(reads).count("layer ") == len(reads)

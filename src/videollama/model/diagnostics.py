@@ -4,8 +4,10 @@ A Q-Former's learned queries are meant to read different things from the frames.
 synthetic world, the trained video Q-Former's 32 outputs came out as one token repeated 32 times
 (docs/world.md, "Session 12"), which a probe that attends over the tokens cannot see through, and which limits
 what reaches the LLM to one token's worth. `shared_token_fraction` measures that collapse; `qformer_token_sharing`
-reports it for a model's image and video Q-Formers on real videos. Written by hand: it is a few lines of variance
-bookkeeping, no library ships the measure.
+reports it for a model's image and video Q-Formers on real videos. `video_qformer_reads` shows where the video
+Q-Former's cross-attention looks: how peaked it is, whether the queries look at different tokens, and which frames
+get the attention (docs/world.md, "Session 15"). Written by hand: a few lines of variance and attention
+bookkeeping; no library ships these measures.
 """
 
 from __future__ import annotations
@@ -46,3 +48,47 @@ def qformer_token_sharing(model, videos: Sequence[str | os.PathLike[str]], n_fra
     frames = torch.cat(frame_tokens)  # (sum T, Q, Hq): each frame one input
     return {"videos": len(video_tokens), "image_qformer_per_frame": round(shared_token_fraction(frames), 3),
             "video_qformer": round(shared_token_fraction(torch.stack(video_tokens)), 3)}
+
+
+@torch.no_grad()
+def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frames: int = 8) -> list[list[dict]]:
+    """Where a `VideoLLaMA`'s video Q-Former reads from, over `videos` (uniform `n_frames`, as at inference).
+
+    One list per cross-attention layer, one dict per head, averaged over the videos and the queries:
+    ``entropy`` of the attention over the T*Q frame tokens (nats; uniform attention: log(T*Q)), ``distinct_keys``
+    (how many different tokens the queries' attention peaks on; 1 when every query reads the same token) and
+    ``frame_mass`` (the attention's share per frame, T values that sum to 1).
+    """
+    from videollama.media.video import load_video
+
+    qf = model.video_qformer.model
+    saved = qf.config._attn_implementation
+    qf.config._attn_implementation = "eager"  # sdpa does not return the attention weights
+    sums: list[dict[str, torch.Tensor]] = []
+    try:
+        for path in videos:
+            clip = load_video(path, n_frames=n_frames)
+            feats = model.frame_features(clip.tensor.to(device=model.device, dtype=model.dtype))
+            frame_tokens = model.video_from_frame_features(feats).intermediates["frame_tokens_with_pos"]
+            t, q = feats.shape[1], feats.shape[2]
+            queries = model.video_qformer.query_tokens.expand(frame_tokens.shape[0], -1, -1)
+            out = qf(query_embeds=queries, encoder_hidden_states=frame_tokens, output_attentions=True)
+            layers = [a for a in out.cross_attentions if a is not None]
+            for i, attn in enumerate(layers):
+                attn = attn[0].double()  # (heads, queries, T*Q)
+                stats = {"entropy": -(attn * attn.clamp_min(1e-30).log()).sum(-1).mean(-1),
+                         "distinct_keys": torch.tensor([float(len(set(h.argmax(-1).tolist()))) for h in attn]),
+                         "frame_mass": attn.view(*attn.shape[:2], t, q).sum(-1).mean(1)}
+                if len(sums) <= i:
+                    sums.append({k: torch.zeros_like(v) for k, v in stats.items()})
+                for k, v in stats.items():
+                    sums[i][k] += v
+    finally:
+        qf.config._attn_implementation = saved
+    if not sums:
+        raise ValueError("video_qformer_reads needs at least one video")
+    n = len(videos)
+    return [[{"entropy": round(float(layer["entropy"][h]) / n, 3),
+              "distinct_keys": round(float(layer["distinct_keys"][h]) / n, 2),
+              "frame_mass": [round(float(x) / n, 3) for x in layer["frame_mass"][h]]}
+             for h in range(len(layer["entropy"]))] for layer in sums]
