@@ -340,7 +340,12 @@ def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_t
             "type": summary["breakdown"].get("type"), "elapsed_s": summary["elapsed_s"]}
 
 
-def qformer_diagnostics(model_dir: Path, heldout: Path, n_videos: int = 40, n_read: int = 12) -> tuple[dict, list]:
+#: Held-out videos for the Q-Former diagnostics: token sharing, and where the video Q-Former reads.
+SHARING_VIDEOS, READ_VIDEOS = 40, 12
+
+
+def qformer_diagnostics(model_dir: Path, heldout: Path, n_videos: int = SHARING_VIDEOS,
+                        n_read: int = READ_VIDEOS) -> tuple[dict, list]:
     """The trained model's Q-Former diagnostics (`model.diagnostics`) on the held-out videos: how far its tokens
     are one token repeated (first `n_videos`; 1.0 = collapsed, about 1/32 = independent tokens), and where the video
     Q-Former's cross-attention reads from (first `n_read`)."""
@@ -503,7 +508,7 @@ def main(argv=None) -> int:
         _log(f"({ab}) {ABLATIONS[ab]}: {round(time.perf_counter() - t, 1)} s")
     info["token_sharing"], info["video_qformer_reads"] = qformer_diagnostics(model_dir, heldout)
     _log(f"share of the Q-Former tokens' variance common to all tokens: {info['token_sharing']}")
-    _log(f"where the video Q-Former reads (12 held-out videos): {reads_summary(info['video_qformer_reads'])}")
+    _log(f"where the video Q-Former reads ({READ_VIDEOS} held-out videos): {reads_summary(info['video_qformer_reads'])}")
     info["total_s"] = round(time.perf_counter() - t0, 1)
     info["results"] = results
     work.mkdir(parents=True, exist_ok=True)
