@@ -63,7 +63,7 @@ def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frame
 
     qf = model.video_qformer.model
     saved = qf.config._attn_implementation
-    qf.config._attn_implementation = "eager"  # sdpa does not return the attention weights
+    qf.set_attn_implementation("eager")  # sdpa does not return the attention weights
     sums: list[dict[str, torch.Tensor]] = []
     try:
         for path in videos:
@@ -84,7 +84,7 @@ def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frame
                 for k, v in stats.items():
                     sums[i][k] += v
     finally:
-        qf.config._attn_implementation = saved
+        qf.set_attn_implementation(saved)
     if not sums:
         raise ValueError("video_qformer_reads needs at least one video")
     n = len(videos)
