@@ -20,7 +20,8 @@ derangement) before encoding; (d) no audio branch (use_audio=False: the video-on
 Also reports how far the trained model's image and video Q-Former tokens are one token repeated
 (`model.diagnostics.qformer_token_sharing` on 40 held-out videos: 1.0 = collapsed; docs/world.md "Session 12"), and
 where the video Q-Former's cross-attention reads from (`video_qformer_reads`: peakedness, distinct keys, attention
-per frame; "Session 15").
+per frame; "Session 15"), and where the LLM looks when it starts an answer (`answer_attention`: its attention on the
+video and audio tokens per layer; "Session 17").
 Prints markdown tables (accuracy per kind, and per question type) and writes WORK/ablations.json.
 """
 
@@ -359,6 +360,35 @@ def qformer_diagnostics(model_dir: Path, heldout: Path, n_videos: int = SHARING_
             video_qformer_reads(model, [heldout / m for m in media[:n_read]]))
 
 
+def answer_reads(model_dir: Path, heldout: Path, n_per_kind: int = READ_VIDEOS) -> dict[str, list]:
+    """Where the trained model's LLM looks from the position that writes the first answer token
+    (`model.diagnostics.answer_attention`), over the first `n_per_kind` held-out questions of each kind."""
+    from videollama.evaluation.tasks.base import read_records
+    from videollama.inference.pipeline import VideoLLaMAPipeline
+    from videollama.model.diagnostics import answer_attention
+
+    pipe = VideoLLaMAPipeline.from_pretrained(model_dir)
+    by_kind: dict[str, list] = {}
+    for q in read_records(heldout / "questions.jsonl"):
+        by_kind.setdefault(q["kind"], []).append((heldout / q["media"], q["question"]))
+    return {kind: answer_attention(pipe, qs[:n_per_kind]) for kind, qs in sorted(by_kind.items())}
+
+
+def answer_reads_summary(reads: dict[str, list]) -> str:
+    """Per kind and LLM layer: the mean share of the heads' attention on the video and audio tokens, and the head
+    that looks at the video most (its share and its entropy over the video tokens)."""
+    parts = []
+    for kind, layers in reads.items():
+        cells = []
+        for i, heads in enumerate(layers):
+            mean = {k: sum(h["share"].get(k, 0.0) for h in heads) / len(heads) for k in ("video", "audio")}
+            top = max(heads, key=lambda h: h["share"].get("video", 0.0))
+            cells.append(f"layer {i} video {mean['video']:.2f} audio {mean['audio']:.2f} (top head video "
+                         f"{top['share'].get('video', 0.0):.2f}, entropy {top.get('video_entropy', float('nan')):.2f})")
+        parts.append(f"{kind}: " + ", ".join(cells))
+    return "; ".join(parts)
+
+
 def reads_summary(reads: list) -> str:
     """One line per cross-attention layer: mean distinct keys over the heads, and the frame mass averaged over them."""
     lines = []
@@ -509,6 +539,9 @@ def main(argv=None) -> int:
     info["token_sharing"], info["video_qformer_reads"] = qformer_diagnostics(model_dir, heldout)
     _log(f"share of the Q-Former tokens' variance common to all tokens: {info['token_sharing']}")
     _log(f"where the video Q-Former reads ({READ_VIDEOS} held-out videos): {reads_summary(info['video_qformer_reads'])}")
+    info["answer_attention"] = answer_reads(model_dir, heldout)
+    _log(f"where the LLM looks when it starts an answer ({READ_VIDEOS} held-out questions per kind; uniform entropy "
+         f"over the video tokens: log of their number): {answer_reads_summary(info['answer_attention'])}")
     info["total_s"] = round(time.perf_counter() - t0, 1)
     info["results"] = results
     work.mkdir(parents=True, exist_ok=True)

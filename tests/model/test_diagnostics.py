@@ -81,3 +81,41 @@ def test_video_qformer_reads_measures_where_the_queries_look(tmp_path) -> None:
     assert model.video_qformer.model.config._attn_implementation == "sdpa"  # restored after reading the attention
     with pytest.raises(ValueError, match="at least one video"):
         video_qformer_reads(model, [])
+
+
+def test_answer_attention_splits_the_answer_positions_attention(tmp_path) -> None:
+    from videollama.inference.pipeline import VideoLLaMAPipeline
+    from videollama.model.diagnostics import answer_attention
+
+    pipe = VideoLLaMAPipeline.from_pretrained(make_tiny_model(tmp_path / "m", "tiny", seed=0))
+    requests = [(ASSETS / "example.mp4", "What happens?"), (ASSETS / "world_example.mp4", "Which shape moves?")]
+    layers = answer_attention(pipe, requests)
+    llm_cfg = pipe.model.llm.config
+    assert len(layers) == llm_cfg.num_hidden_layers
+    n_video = pipe.model.config.video_qformer.num_query_tokens
+    for heads in layers:
+        assert len(heads) == llm_cfg.num_attention_heads
+        for head in heads:
+            assert sum(head["share"].values()) == pytest.approx(1.0, abs=3e-3)  # rounded to 3 places
+            assert {"first", "video", "text"} <= set(head["share"])
+            assert 0 <= head["video_entropy"] <= math.log(n_video) + 1e-3
+            assert 1 / n_video - 1e-3 <= head["video_top"] <= 1
+    # no query projection anywhere: every head attends uniformly to the whole prompt, so each span's share is its
+    # length over the prompt's, and the video tokens get equal weights
+    session = pipe.chat(requests[0][0])
+    length = session.prompt_for(requests[0][1]).shape[1]
+    spans = session.media_spans
+    assert spans["video"][1] - spans["video"][0] == n_video
+    with torch.no_grad():
+        for layer in pipe.model.llm.model.layers:
+            layer.self_attn.q_proj.weight.zero_()
+    uniform = answer_attention(pipe, requests[:1])
+    for heads in uniform:
+        for head in heads:
+            for name, (a, b) in spans.items():
+                assert head["share"][name] == pytest.approx((b - a) / length, abs=1e-3)
+            assert head["share"]["first"] == pytest.approx(1 / length, abs=1e-3)
+            assert head["video_entropy"] == pytest.approx(math.log(n_video), abs=1e-3)
+    assert pipe.model.llm.config._attn_implementation == "sdpa"  # restored after reading the attention
+    with pytest.raises(ValueError, match="at least one"):
+        answer_attention(pipe, [])

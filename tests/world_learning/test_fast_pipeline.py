@@ -14,8 +14,8 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
     from videollama.training.data.av_cache import build_av_feature_cache
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import (KINDS, RECIPES, evaluate, qformer_diagnostics, reads_summary, recipe_overrides, train_stage,
-                                type_table)
+    from world_learning import (KINDS, RECIPES, answer_reads, answer_reads_summary, evaluate, qformer_diagnostics,
+                                reads_summary, recipe_overrides, train_stage, type_table)
 
     from videollama.world.questions import QUESTION_TYPES
 
@@ -47,3 +47,9 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
     assert len(reads) == len(range(0, vq.layers, vq.cross_attention_freq))
     assert all(len(heads) == vq.heads for heads in reads)
     assert reads_summary(reads).count("layer ") == len(reads)
+    looks = answer_reads(s2, heldout_dir, n_per_kind=2)  # where the LLM looks when it starts an answer
+    assert set(results["a"]["kind"]) <= set(looks) <= set(KINDS)
+    n_layers = read_config(s2).llm.hf_config["num_hidden_layers"]
+    assert all(len(layers) == n_layers and all(0.0 <= h["share"]["video"] <= 1.0 for hs in layers for h in hs)
+               for layers in looks.values())
+    assert answer_reads_summary(looks).count("layer ") == n_layers * len(looks)

@@ -336,6 +336,7 @@ class ChatSession:
         self.history: list[tuple[str, str]] = []
         self.started = media is None
         self.prefix_len = 0
+        self.media_spans: dict[str, tuple[int, int]] = {}  # where each media embedding sits in the last context
         self._system = system
         self._media_order: list[str] = []
         if system is not None:
@@ -369,9 +370,22 @@ class ChatSession:
         """(1, L, D) LLM input for the conversation so far (pending assistant turn included)."""
         segments = build_prompt_segments(self.conv, self.pipe.tokenizer, num_media=len(self._media_order))
         media = [self.media.embeds[name] for name in self._media_order] if self.media else []
+        spans, pos = {}, 0
+        for name, ids, embeds in zip(self._media_order, segments.ids, media):
+            pos += len(ids)
+            spans[name] = (pos, pos + embeds.shape[1])
+            pos += embeds.shape[1]
+        self.media_spans = spans
         # Everything up to the end of the last media embedding is shared by later questions.
-        self.prefix_len = sum(len(ids) for ids in segments.ids[: len(media)]) + sum(m.shape[1] for m in media)
+        self.prefix_len = pos
         return self.pipe.model.context_embeds([torch.tensor([ids]) for ids in segments.ids], media)
+
+    def prompt_for(self, question: str) -> torch.Tensor:
+        """(1, L, D) LLM input that asks `question` next, up to where the answer starts, without generating;
+        `media_spans` then says where each media embedding sits in it. The question stays in the conversation
+        with an empty pending answer, so use a session for one such prompt (diagnostics, scoring)."""
+        self._prepare_turn(question)
+        return self.context_embeds()
 
     def _finish(self, ids: list[int]) -> str:
         answer = postprocess_answer(ids, self.pipe.tokenizer, self.conv)

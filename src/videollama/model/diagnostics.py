@@ -6,7 +6,9 @@ synthetic world, the trained video Q-Former's 32 outputs came out as one token r
 what reaches the LLM to one token's worth. `shared_token_fraction` measures that collapse; `qformer_token_sharing`
 reports it for a model's image and video Q-Formers on real videos. `video_qformer_reads` shows where the video
 Q-Former's cross-attention looks: how peaked it is, whether the queries look at different tokens, and which frames
-get the attention (docs/world.md, "Session 15"). Written by hand: a few lines of variance and attention
+get the attention (docs/world.md, "Session 15"). `answer_attention` shows where the LLM looks from the position
+that writes an answer's first token: how much of its attention goes to each media span and to the text, and how
+peaked it is over the video tokens (docs/world.md, "Session 17"). Written by hand: a few lines of variance and attention
 bookkeeping; no library ships these measures.
 """
 
@@ -92,3 +94,48 @@ def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frame
               "distinct_keys": round(float(layer["distinct_keys"][h]) / n, 2),
               "frame_mass": [round(float(x) / n, 3) for x in layer["frame_mass"][h]]}
              for h in range(len(layer["entropy"]))] for layer in sums]
+
+
+@torch.no_grad()
+def answer_attention(pipe, requests: Sequence[tuple[str | os.PathLike[str], str]]) -> list[list[dict]]:
+    """Where a pipeline's LLM attends from the last prompt position (the one that writes the first answer token),
+    over `requests` of (media file, question), each asked as the first question of a new conversation.
+
+    One list per LLM layer, one dict per head, averaged over the requests: ``share`` of the attention on the first
+    position (BOS), on each media span (``audio``, ``video``, ...) and on the rest of the ``text``; and, over the
+    video span alone, ``video_entropy`` (nats; uniform: log of its length) and ``video_top`` (its largest
+    weight's share of the span's attention).
+    """
+    llm = pipe.model.llm
+    saved = llm.config._attn_implementation
+    llm.set_attn_implementation("eager")  # sdpa does not return the attention weights
+    sums: list[list[dict[str, float]]] = []
+    try:
+        for media, question in requests:
+            session = pipe.chat(media)
+            embeds = session.prompt_for(question)
+            out = llm(inputs_embeds=embeds, output_attentions=True, use_cache=False)
+            spans = session.media_spans
+            for i, attn in enumerate(out.attentions):
+                if len(sums) <= i:
+                    sums.append([{} for _ in range(attn.shape[1])])
+                for h, row in enumerate(attn[0, :, -1].double()):
+                    stats = {"first": float(row[0])}
+                    for name, (a, b) in spans.items():
+                        stats[name] = float(row[a:b].sum())
+                    stats["text"] = 1.0 - sum(stats.values())
+                    if "video" in spans:
+                        a, b = spans["video"]
+                        p = row[a:b] / row[a:b].sum().clamp_min(1e-30)
+                        stats["video_entropy"] = float(-(p * p.clamp_min(1e-30).log()).sum())
+                        stats["video_top"] = float(p.max())
+                    for k, v in stats.items():  # (sum, count): not every request has every span
+                        total, count = sums[i][h].get(k, (0.0, 0))
+                        sums[i][h][k] = (total + v, count + 1)
+    finally:
+        llm.set_attn_implementation(saved)
+    if not sums:
+        raise ValueError("answer_attention needs at least one (media, question) request")
+    return [[{"share": {k: round(t / c, 3) for k, (t, c) in head.items() if not k.startswith("video_")},
+              **{k: round(t / c, 3) for k, (t, c) in head.items() if k.startswith("video_")}}
+             for head in layer] for layer in sums]
