@@ -109,7 +109,7 @@ def answer_attention(pipe, requests: Sequence[tuple[str | os.PathLike[str], str]
     llm = pipe.model.llm
     saved = llm.config._attn_implementation
     llm.set_attn_implementation("eager")  # sdpa does not return the attention weights
-    sums: list[list[dict[str, float]]] = []
+    sums: list[list[dict[str, tuple[float, int]]]] = []  # per layer, per head: measure -> (sum, count)
     try:
         for media, question in requests:
             session = pipe.chat(media)
@@ -129,7 +129,7 @@ def answer_attention(pipe, requests: Sequence[tuple[str | os.PathLike[str], str]
                         p = row[a:b] / row[a:b].sum().clamp_min(1e-30)
                         stats["video_entropy"] = float(-(p * p.clamp_min(1e-30).log()).sum())
                         stats["video_top"] = float(p.max())
-                    for k, v in stats.items():  # (sum, count): not every request has every span
+                    for k, v in stats.items():  # counted per measure: not every request has every span
                         total, count = sums[i][h].get(k, (0.0, 0))
                         sums[i][h][k] = (total + v, count + 1)
     finally:
