@@ -15,7 +15,8 @@ bookkeeping; no library ships these measures.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 
@@ -33,6 +34,18 @@ def shared_token_fraction(tokens: torch.Tensor) -> float:
         raise ValueError("tokens do not vary across the inputs: the fraction is undefined")
     own = (dev - dev.mean(1, keepdim=True)).pow(2).sum()
     return float(1 - own / total)
+
+
+@contextmanager
+def _eager_attention(model) -> Iterator[None]:
+    """Run a transformers model with eager attention (sdpa does not return the attention weights), then restore
+    the implementation it had."""
+    saved = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(saved)
 
 
 @torch.no_grad()
@@ -64,10 +77,8 @@ def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frame
     from videollama.media.video import load_video
 
     qf = model.video_qformer.model
-    saved = qf.config._attn_implementation
-    qf.set_attn_implementation("eager")  # sdpa does not return the attention weights
     sums: list[dict[str, torch.Tensor]] = []
-    try:
+    with _eager_attention(qf):
         for path in videos:
             clip = load_video(path, n_frames=n_frames)
             feats = model.frame_features(clip.tensor.to(device=model.device, dtype=model.dtype))
@@ -85,8 +96,6 @@ def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frame
                     sums.append({k: torch.zeros_like(v) for k, v in stats.items()})
                 for k, v in stats.items():
                     sums[i][k] += v
-    finally:
-        qf.set_attn_implementation(saved)
     if not sums:
         raise ValueError("video_qformer_reads needs at least one video")
     n = len(videos)
@@ -107,10 +116,8 @@ def answer_attention(pipe, requests: Sequence[tuple[str | os.PathLike[str], str]
     weight's share of the span's attention).
     """
     llm = pipe.model.llm
-    saved = llm.config._attn_implementation
-    llm.set_attn_implementation("eager")  # sdpa does not return the attention weights
     sums: list[list[dict[str, tuple[float, int]]]] = []  # per layer, per head: measure -> (sum, count)
-    try:
+    with _eager_attention(llm):
         for media, question in requests:
             session = pipe.chat(media)
             embeds = session.prompt_for(question)
@@ -132,8 +139,6 @@ def answer_attention(pipe, requests: Sequence[tuple[str | os.PathLike[str], str]
                     for k, v in stats.items():  # counted per measure: not every request has every span
                         total, count = sums[i][h].get(k, (0.0, 0))
                         sums[i][h][k] = (total + v, count + 1)
-    finally:
-        llm.set_attn_implementation(saved)
     if not sums:
         raise ValueError("answer_attention needs at least one (media, question) request")
     return [[{"share": {k: round(t / c, 3) for k, (t, c) in head.items() if not k.startswith("video_")},
