@@ -6,13 +6,13 @@
 --train: `world generate` a training world (--n, --seed) and a held-out world (--heldout-n, --heldout-seed,
 --split heldout: another seed and (shape, colour) pairs never seen in training; --heldout-split train: a fresh
 seed of the training distribution), the model (recipes/world/make_model.py), the stage-2 instruction file
-(recipes/world/prepare_instruct.py), the model's frozen encoders: for the tiny preset the shipped pretrained ones
-(recipes/world/world_encoders.safetensors, as Video-LLaMA downloads EVA-CLIP, BLIP-2 and ImageBind), else (and
-with --encoders pretrain) pretrained in the run: the image stack on rendered world frames (--vision-steps;
-world.vision_pretraining: ViT + image Q-Former) and the audio encoder on rendered world sounds (--audio-steps;
-world.audio_pretraining); --save-encoders FILE writes them as the shipped file was made. Then the "av"
-frozen-feature cache (training.data.av_cache; one cache for both stages) and the two recipes of recipes/world/
-through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
+(recipes/world/prepare_instruct.py), the model's frozen encoders: the shipped pretrained ones (tiny:
+recipes/world/world_encoders.safetensors; smol: those inside the default model's adapters; as Video-LLaMA downloads
+EVA-CLIP, BLIP-2 and ImageBind), or with --encoders pretrain pretrained in the run: the image stack on rendered
+world frames (--vision-steps; world.vision_pretraining: ViT + image Q-Former) and the audio encoder on rendered
+world sounds (--audio-steps; world.audio_pretraining); --save-encoders FILE writes them as the shipped file was
+made. Then the "av" frozen-feature cache (training.data.av_cache; one cache for both stages) and the two recipes
+of recipes/world/ through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
 
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
 (a) the model as trained; (b) frame position embeddings zeroed; (c) the 8 sampled frames shuffled (a fixed
@@ -51,15 +51,17 @@ MIMETIC_ATTENTION = {"tiny": 3.0, "smol": 3.0}
 #: Per preset: pretraining steps of the world audio encoder (world.audio_pretraining).
 AUDIO_STEPS = {"tiny": 1000, "smol": 1000}
 #: Per preset: how the stage-2 records are made (recipes/world/prepare_instruct.py): leak-free grouping, and the
-#: question types asked several times (the types the tiny proof answered worst, docs/world.md "Session 9"). The
-#: smol preset keeps the grouping that trained the shipped default model, so its one command still reproduces it.
-RECORDS = {"tiny": {"leak_free": True, "repeat": "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,"
-                                                 "on_screen=2,order=2,colour_then=2"},
-           "smol": {"leak_free": False, "repeat": ""}}
+#: question types asked several times (the types the tiny proof answered worst, docs/world.md "Session 9"). Both
+#: presets use them since session 18 (the smol preset's run s10 = the shipped default model; s8 had neither).
+_REPEAT = "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,on_screen=2,order=2,colour_then=2"
+RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT}, "smol": {"leak_free": True, "repeat": _REPEAT}}
 #: Per preset: shipped pretrained frozen encoders (None: pretrain them in every run). The tiny preset's ViT, image
 #: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11"): the stand-in for the EVA-CLIP,
-#: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. `--encoders pretrain` redoes it.
-SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": None}
+#: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. The smol preset's are the fitted
+#: encoders inside the shipped default model's adapters (pretrained in run s8 with this script's VISION_STEPS /
+#: AUDIO_STEPS, seed 0; `--ship` writes them back unchanged). `--encoders pretrain` redoes either.
+SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors",
+                    "smol": ROOT / "src" / "videollama" / "assets" / "default_model" / "adapters.safetensors"}
 #: `--encoders continue`: the image stack goes on pretraining from encoders already pretrained (the shipped ones,
 #: or --encoders-base), with fresh read-out heads that learn alone first, a lower learning rate, and the per-token
 #: slot read-out (world.vision_pretraining.StackHeads) that puts every object's shape into every image Q-Former
@@ -69,6 +71,11 @@ sys.path.insert(0, str(RECIPES))  # recipes/world/make_model.py, prepare_instruc
 from make_model import FROZEN_ENCODERS as ENCODER_MODULES  # noqa: E402  (what world.*_pretraining trains)
 #: Per preset: augmented views per video in the av feature cache besides the eval one (training.data.av_cache).
 CACHE_VIEWS = {"tiny": 0, "smol": 0}
+#: Per preset: videos in the training world (the smol run s10 used 1,000; 300 keep the tiny proof within 30 min).
+TRAIN_VIDEOS = {"tiny": 300, "smol": 1000}
+#: Per preset: storage dtype of the av feature cache. float16 halves it (the smol run s10 carried it to a GPU
+#: machine); features are read back as float32 and the media standardiser is fitted on what training reads.
+CACHE_DTYPE = {"tiny": "float32", "smol": "float16"}
 SHUFFLE = [3, 6, 0, 7, 1, 5, 2, 4]  # fixed permutation of the 8 sampled frames (only frame 5 keeps its place)
 
 
@@ -127,6 +134,8 @@ def run_training(a) -> dict:
     if max(a.seed, a.heldout_seed) >= FIRST_SEED:
         raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "
                          "from those seeds on)")
+    if a.n is None:
+        a.n = TRAIN_VIDEOS[a.preset]
     for key, value in RECORDS[a.preset].items():  # per-preset defaults of --leak-free / --repeat
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -167,7 +176,8 @@ def run_training(a) -> dict:
     with _threads(a.threads):
         for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
-            build_av_feature_cache(r, enc, cache, views=CACHE_VIEWS[a.preset] if a.cache_views is None else a.cache_views)
+            build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype or CACHE_DTYPE[a.preset],
+                                   views=CACHE_VIEWS[a.preset] if a.cache_views is None else a.cache_views)
     if enc.config.standardize_media_features:
         fit_standardizer(enc, cache)
         enc.save_pretrained(model0, overwrite=True)
@@ -182,8 +192,8 @@ def run_training(a) -> dict:
                     "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
                               "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record, "leak_free": a.leak_free,
                                         "repeat": a.repeat},
-                              "vision_pretraining": times.get("vision_pretraining"),
-                              "audio_pretraining": times.get("audio_pretraining")}}
+                              **{k: times.get(k) or (times.get("encoders") or {}).get(k)
+                                 for k in ("vision_pretraining", "audio_pretraining")}}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
                             recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
     times["stage1"], times["stage2"] = info1, info2
@@ -269,9 +279,12 @@ def load_world_encoders(model_dir: Path, path: Path) -> dict:
 
     if not path.is_file():
         raise SystemExit(f"{path}: shipped encoders not found (use --encoders pretrain)")
-    with safe_open(str(path), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    with safe_open(str(path), framework="pt") as f:  # only the encoders: the smol file holds all the adapters
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k.split(".")[0] in ENCODER_MODULES}
         prov = json.loads((f.metadata() or {}).get("provenance", "{}"))
+    beside = path.parent / "provenance.json"  # the default model's adapters: how their encoders were pretrained
+    if not prov and beside.is_file():
+        prov = {k: v for k, v in json.loads(beside.read_text()).items() if k.endswith("_pretraining")}
     model = VideoLLaMA.from_pretrained(model_dir)
     state = model.state_dict()
     want = {k for k in state if k.split(".")[0] in ENCODER_MODULES}
@@ -462,7 +475,8 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout", help="held-out world folder (without --train)")
     ap.add_argument("--preset", choices=sorted(STAGE_RECIPES), default="tiny", help="model: tiny (random LLM) "
                     "or smol (SmolLM2-135M-Instruct, the default model's architecture)")
-    ap.add_argument("--n", type=int, default=300, help="training videos")
+    ap.add_argument("--n", type=int, default=None, help="training videos (default: "
+                    + ", ".join(f"{k} {v}" for k, v in TRAIN_VIDEOS.items()) + ")")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--heldout-n", type=int, default=100)
     ap.add_argument("--heldout-seed", type=int, default=7)
@@ -495,6 +509,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache-views", type=int, default=None, help="augmented views per video in the av feature cache "
                     "(train-transform crops; each training sample gets one of them or the eval view; default: "
                     + ", ".join(f"{k} {v}" for k, v in CACHE_VIEWS.items()) + ")")
+    ap.add_argument("--cache-dtype", choices=("float32", "float16"), default=None, help="storage dtype of the av "
+                    "feature cache (default: " + ", ".join(f"{k} {v}" for k, v in CACHE_DTYPE.items()) + ")")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stage1", nargs="*", default=[], help="key=value overrides of stage 1")

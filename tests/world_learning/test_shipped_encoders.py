@@ -61,8 +61,6 @@ def test_encoders_that_do_not_fit_are_a_one_line_error(world_model, tmp_path) ->
 @pytest.mark.parametrize("argv, message", [(["--encoders", "shipped", "--vision-steps", "5"], "need --encoders pretrain"),
                                            (["--encoders", "shipped", "--save-encoders", "x.safetensors"],
                                             "need --encoders pretrain"),
-                                           (["--preset", "smol", "--encoders", "shipped"], "has no shipped encoders"),
-                                           (["--preset", "smol", "--encoders", "continue"], "has no shipped encoders"),
                                            (["--encoders", "pretrain", "--encoders-base", "x.safetensors"],
                                             "--encoders-base needs --encoders continue"),
                                            (["--cache-views", "-1"], "--cache-views must be >= 0")])
@@ -107,3 +105,42 @@ def test_continued_pretraining_starts_from_the_shipped_encoders(world_model, tmp
     assert "mean_token_shape" in info["vision_pretraining"]["accuracy"]
     shipped, state = load_file(str(W.SHIPPED_ENCODERS["tiny"])), VideoLLaMA.from_pretrained(folder).state_dict()
     assert all(torch.equal(state[k], v) for k, v in shipped.items())
+
+
+def test_encoders_are_taken_from_a_default_model_adapters_file(world_model, tmp_path) -> None:
+    """The smol preset's shipped encoders live inside the default model's adapters.safetensors: only the encoder
+    tensors are loaded (the Q-Formers, projections and LoRA beside them are not), and their pretraining figures come
+    from the provenance.json beside the file. A file missing an encoder tensor is still refused."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from videollama.model.videollama import VideoLLaMA
+
+    shipped = load_file(str(W.SHIPPED_ENCODERS["tiny"]))
+    folder = shutil.copytree(world_model, tmp_path / "model")
+    proj = VideoLLaMA.from_pretrained(folder).state_dict()["video_proj.weight"]
+    extra = {"video_proj.weight": torch.full_like(proj, 7.0),  # fits the model, must still not be loaded
+             "lora.model.layers.0.self_attn.q_proj.lora_A": torch.ones(2, 2)}
+    adapters = tmp_path / "adapters.safetensors"
+    save_file({**shipped, **extra}, str(adapters))
+    (tmp_path / "provenance.json").write_text(json.dumps({"vision_pretraining": {"steps": 7}, "seed": 0}))
+    prov = W.load_world_encoders(folder, adapters)
+    assert prov == {"vision_pretraining": {"steps": 7}}
+    state = VideoLLaMA.from_pretrained(folder).state_dict()
+    assert all(torch.equal(state[k], v) for k, v in shipped.items())
+    assert torch.equal(state["video_proj.weight"], proj)
+    some = next(iter(shipped))
+    save_file({k: v for k, v in {**shipped, **extra}.items() if k != some}, str(adapters))
+    with pytest.raises(SystemExit, match="the shipped encoders do not fit"):
+        W.load_world_encoders(folder, adapters)
+
+
+def test_smol_preset_ships_its_encoders_inside_the_default_adapters() -> None:
+    """`--preset smol` defaults to `--encoders shipped`: the default model's adapters file holds every encoder."""
+    from safetensors import safe_open
+
+    path = W.SHIPPED_ENCODERS["smol"]
+    with safe_open(str(path), framework="pt") as f:
+        prefixes = {k.split(".")[0] for k in f.keys()}
+    assert set(W.ENCODER_MODULES) <= prefixes
