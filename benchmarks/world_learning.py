@@ -59,7 +59,8 @@ RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT}, "smol": {"leak_free":
 #: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11"): the stand-in for the EVA-CLIP,
 #: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. The smol preset's are the fitted
 #: encoders inside the shipped default model's adapters (pretrained in run s8 with this script's VISION_STEPS /
-#: AUDIO_STEPS, seed 0; `--ship` writes them back unchanged). `--encoders pretrain` redoes either.
+#: AUDIO_STEPS, seed 0; `--ship` writes them back unchanged). `--encoders pretrain` redoes either; with --ship the
+#: newly pretrained smol encoders then replace the shipped ones, and later runs start from them.
 SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors",
                     "smol": ROOT / "src" / "videollama" / "assets" / "default_model" / "adapters.safetensors"}
 #: `--encoders continue`: the image stack goes on pretraining from encoders already pretrained (the shipped ones,
@@ -167,6 +168,7 @@ def run_training(a) -> dict:
                 **{k: times[k] for k in ("vision_pretraining", "audio_pretraining") if k in times}})
     t = time.perf_counter()
     cache = work / "av_cache"
+    cache_dtype = a.cache_dtype or CACHE_DTYPE[a.preset]  # recorded in both recipes (provenance)
     import shutil
 
     shutil.rmtree(cache, ignore_errors=True)
@@ -176,7 +178,7 @@ def run_training(a) -> dict:
     with _threads(a.threads):
         for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
-            build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype or CACHE_DTYPE[a.preset],
+            build_av_feature_cache(r, enc, cache, dtype=cache_dtype,
                                    views=CACHE_VIEWS[a.preset] if a.cache_views is None else a.cache_views)
     if enc.config.standardize_media_features:
         fit_standardizer(enc, cache)
@@ -184,7 +186,8 @@ def run_training(a) -> dict:
     del enc
     times["cache_s"] = round(time.perf_counter() - t, 1)
     s1, info1 = train_stage(RECIPES / STAGE_RECIPES[a.preset][0],
-                            recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
+                            recipe_overrides(train_w, model0, work / "stage1", cache, 1,
+                                             [f"feature_cache_dtype={cache_dtype}", *a.stage1]))
     adapters = None
     if a.preset == "smol":
         adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
@@ -195,7 +198,8 @@ def run_training(a) -> dict:
                               **{k: times.get(k) or (times.get("encoders") or {}).get(k)
                                  for k in ("vision_pretraining", "audio_pretraining")}}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
-                            recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
+                            recipe_overrides(train_w, s1, work / "stage2", cache, 2,
+                                             [f"feature_cache_dtype={cache_dtype}", *a.stage2]), adapters)
     times["stage1"], times["stage2"] = info1, info2
     return {"model": str(s2), "heldout": str(held_w), "times": times}
 

@@ -144,3 +144,13 @@ def test_smol_preset_ships_its_encoders_inside_the_default_adapters() -> None:
     with safe_open(str(path), framework="pt") as f:
         prefixes = {k.split(".")[0] for k in f.keys()}
     assert set(W.ENCODER_MODULES) <= prefixes
+
+
+@pytest.mark.parametrize("encoders", ["shipped", "continue"])
+def test_a_preset_without_shipped_encoders_refuses_to_load_them(encoders, monkeypatch, capsys) -> None:
+    """Without a shipped encoders file for the preset (and no --encoders-base), --encoders shipped/continue is a
+    usage error, not a run."""
+    monkeypatch.setitem(W.SHIPPED_ENCODERS, "smol", None)
+    with pytest.raises(SystemExit) as exc:
+        W.main(["--train", "--preset", "smol", "--encoders", encoders])
+    assert exc.value.code == 2 and "has no shipped encoders" in capsys.readouterr().err
