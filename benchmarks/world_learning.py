@@ -37,6 +37,8 @@ from typing import Any
 
 import torch
 
+from videollama.default_model import ADAPTERS_FILE, ASSETS_DIR, read_provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "world"
 KINDS = ("static", "temporal", "audio", "audiovisual")
@@ -61,8 +63,7 @@ RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT}, "smol": {"leak_free":
 #: encoders inside the shipped default model's adapters (pretrained in run s8 with this script's VISION_STEPS /
 #: AUDIO_STEPS, seed 0; `--ship` writes them back unchanged). `--encoders pretrain` redoes either; with --ship the
 #: newly pretrained smol encoders then replace the shipped ones, and later runs start from them.
-SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors",
-                    "smol": ROOT / "src" / "videollama" / "assets" / "default_model" / "adapters.safetensors"}
+SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": ASSETS_DIR / ADAPTERS_FILE}
 #: `--encoders continue`: the image stack goes on pretraining from encoders already pretrained (the shipped ones,
 #: or --encoders-base), with fresh read-out heads that learn alone first, a lower learning rate, and the per-token
 #: slot read-out (world.vision_pretraining.StackHeads) that puts every object's shape into every image Q-Former
@@ -286,9 +287,8 @@ def load_world_encoders(model_dir: Path, path: Path) -> dict:
     with safe_open(str(path), framework="pt") as f:  # only the encoders: the smol file holds all the adapters
         tensors = {k: f.get_tensor(k) for k in f.keys() if k.split(".")[0] in ENCODER_MODULES}
         prov = json.loads((f.metadata() or {}).get("provenance", "{}"))
-    beside = path.parent / "provenance.json"  # the default model's adapters: how their encoders were pretrained
-    if not prov and beside.is_file():
-        prov = {k: v for k, v in json.loads(beside.read_text()).items() if k.endswith("_pretraining")}
+    if not prov and path.name == ADAPTERS_FILE:  # the default model's adapters: how their encoders were pretrained
+        prov = {k: v for k, v in (read_provenance(path.parent) or {}).items() if k.endswith("_pretraining")}
     model = VideoLLaMA.from_pretrained(model_dir)
     state = model.state_dict()
     want = {k for k in state if k.split(".")[0] in ENCODER_MODULES}
@@ -456,7 +456,7 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     import os
     import shutil
 
-    from videollama.default_model import ADAPTERS_FILE, ASSETS_DIR, PROVENANCE_FILE, _atomic_write_text
+    from videollama.default_model import PROVENANCE_FILE, _atomic_write_text
 
     prov = json.loads((folder / PROVENANCE_FILE).read_text())
     held = json.loads((heldout / "manifest.json").read_text())["options"]

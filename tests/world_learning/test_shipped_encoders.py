@@ -115,6 +115,7 @@ def test_encoders_are_taken_from_a_default_model_adapters_file(world_model, tmp_
 
     from safetensors.torch import load_file, save_file
 
+    from videollama.default_model import ADAPTERS_FORMAT, ADAPTERS_FORMAT_VERSION
     from videollama.model.videollama import VideoLLaMA
 
     shipped = load_file(str(W.SHIPPED_ENCODERS["tiny"]))
@@ -124,7 +125,9 @@ def test_encoders_are_taken_from_a_default_model_adapters_file(world_model, tmp_
              "lora.model.layers.0.self_attn.q_proj.lora_A": torch.ones(2, 2)}
     adapters = tmp_path / "adapters.safetensors"
     save_file({**shipped, **extra}, str(adapters))
-    (tmp_path / "provenance.json").write_text(json.dumps({"vision_pretraining": {"steps": 7}, "seed": 0}))
+    prov_beside = {"format": ADAPTERS_FORMAT, "format_version": ADAPTERS_FORMAT_VERSION, "seed": 0,
+                   "vision_pretraining": {"steps": 7}}
+    (tmp_path / "provenance.json").write_text(json.dumps(prov_beside))
     prov = W.load_world_encoders(folder, adapters)
     assert prov == {"vision_pretraining": {"steps": 7}}
     state = VideoLLaMA.from_pretrained(folder).state_dict()
