@@ -88,8 +88,10 @@ def _log(msg: str) -> None:
 def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, stage: int, extra=()) -> list[str]:
     ann = world / "webvid" if stage == 1 else world / "videochat" / "videochat_instruct_all.json"
     ov = [f"model={model}", f"output_dir={out}", f"datasets.0.annotations={ann}", f"datasets.0.media_root={world / 'videos'}"]
-    if cache is not None:
-        ov.append(f"feature_cache={cache}")
+    if cache is not None:  # its storage dtype, as the cache's index says, is recorded in the recipe (provenance)
+        from videollama.training.feature_cache import FeatureCache
+
+        ov += [f"feature_cache={cache}", f"feature_cache_dtype={FeatureCache(cache).dtype}"]
     return ov + list(extra)
 
 
@@ -169,7 +171,6 @@ def run_training(a) -> dict:
                 **{k: times[k] for k in ("vision_pretraining", "audio_pretraining") if k in times}})
     t = time.perf_counter()
     cache = work / "av_cache"
-    cache_dtype = a.cache_dtype or CACHE_DTYPE[a.preset]  # recorded in both recipes (provenance)
     import shutil
 
     shutil.rmtree(cache, ignore_errors=True)
@@ -179,7 +180,7 @@ def run_training(a) -> dict:
     with _threads(a.threads):
         for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
-            build_av_feature_cache(r, enc, cache, dtype=cache_dtype,
+            build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype or CACHE_DTYPE[a.preset],
                                    views=CACHE_VIEWS[a.preset] if a.cache_views is None else a.cache_views)
     if enc.config.standardize_media_features:
         fit_standardizer(enc, cache)
@@ -187,8 +188,7 @@ def run_training(a) -> dict:
     del enc
     times["cache_s"] = round(time.perf_counter() - t, 1)
     s1, info1 = train_stage(RECIPES / STAGE_RECIPES[a.preset][0],
-                            recipe_overrides(train_w, model0, work / "stage1", cache, 1,
-                                             [f"feature_cache_dtype={cache_dtype}", *a.stage1]))
+                            recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
     adapters = None
     if a.preset == "smol":
         adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
@@ -199,8 +199,7 @@ def run_training(a) -> dict:
                               **{k: times.get(k) or (times.get("encoders") or {}).get(k)
                                  for k in ("vision_pretraining", "audio_pretraining")}}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
-                            recipe_overrides(train_w, s1, work / "stage2", cache, 2,
-                                             [f"feature_cache_dtype={cache_dtype}", *a.stage2]), adapters)
+                            recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
     times["stage1"], times["stage2"] = info1, info2
     return {"model": str(s2), "heldout": str(held_w), "times": times}
 
