@@ -41,14 +41,14 @@ def world_model(tmp_path_factory) -> Path:
     return make_world_model(tmp_path_factory.mktemp("wl") / "model")
 
 
-def stage_recipe(stage: int, world: Path, model: Path, out: Path, extra=()):
+def stage_recipe(stage: int, world: Path, model: Path, out: Path, extra=(), cache: Path | None = None):
     from videollama.training.recipe import TrainRecipe
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from world_learning import recipe_overrides
 
     path = RECIPES / ("stage1_caption.yaml" if stage == 1 else "stage2_instruct.yaml")
-    return TrainRecipe.from_yaml(path, recipe_overrides(world, model, out, None, stage, ["num_workers=0", *extra]))
+    return TrainRecipe.from_yaml(path, recipe_overrides(world, model, out, cache, stage, ["num_workers=0", *extra]))
 
 
 def pretrain_against_probe(world_model: Path, pretrain, opts, probe_opts, changed_modules: set[str], **kw):

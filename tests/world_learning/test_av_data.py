@@ -155,17 +155,9 @@ def test_av_cache_augmented_views(world_dir, world_model, tmp_path):
 def test_recipe_records_the_av_cache_dtype(dtype, world_dir, world_model, tmp_path) -> None:
     """world_learning's recipe overrides name the feature cache and record its storage dtype as the cache's index
     gives it (the shipped default model's provenance shows which cache trained it)."""
-    import sys
-
-    from tests.world_learning.conftest import ROOT
     from videollama.training.feature_cache import FeatureCacheWriter
-    from videollama.training.recipe import TrainRecipe
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import RECIPES, recipe_overrides
 
     cache = tmp_path / "cache"
     FeatureCacheWriter(cache, "av", dtype=dtype).close()
-    recipe = TrainRecipe.from_yaml(RECIPES / "stage2_instruct.yaml",
-                                   recipe_overrides(world_dir, world_model, tmp_path / "out", cache, 2))
+    recipe = stage_recipe(2, world_dir, world_model, tmp_path / "out", cache=cache)
     assert recipe.feature_cache == str(cache) and recipe.feature_cache_dtype == dtype
