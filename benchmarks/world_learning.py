@@ -138,9 +138,9 @@ def run_training(a) -> dict:
     if max(a.seed, a.heldout_seed) >= FIRST_SEED:
         raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "
                          "from those seeds on)")
-    if a.n is None:
-        a.n = TRAIN_VIDEOS[a.preset]
-    for key, value in RECORDS[a.preset].items():  # per-preset defaults of --leak-free / --repeat
+    preset_defaults = {"n": TRAIN_VIDEOS[a.preset], "cache_dtype": CACHE_DTYPE[a.preset],
+                       "cache_views": CACHE_VIEWS[a.preset], **RECORDS[a.preset]}
+    for key, value in preset_defaults.items():  # options left unset take the preset's value
         if getattr(a, key) is None:
             setattr(a, key, value)
     repeats = parse_repeats(a.repeat)  # checked before anything is generated
@@ -180,8 +180,7 @@ def run_training(a) -> dict:
     with _threads(a.threads):
         for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
             r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
-            build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype or CACHE_DTYPE[a.preset],
-                                   views=CACHE_VIEWS[a.preset] if a.cache_views is None else a.cache_views)
+            build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype, views=a.cache_views)
     if enc.config.standardize_media_features:
         fit_standardizer(enc, cache)
         enc.save_pretrained(model0, overwrite=True)
