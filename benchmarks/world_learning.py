@@ -55,8 +55,9 @@ AUDIO_STEPS = {"tiny": 1000, "smol": 1000}
 #: Per preset: how the stage-2 records are made (recipes/world/prepare_instruct.py): leak-free grouping, and the
 #: question types asked several times (the types the tiny proof answered worst, docs/world.md "Session 9"). Both
 #: presets use them since session 18 (the smol preset's run s10 = the shipped default model; s8 had neither). The
-#: tiny preset also asks "Do you hear X before or after Y?" 3 times since session 20 (run t20: that type 34 -> 84 %,
-#: docs/world.md "Session 20"); the smol preset keeps what trained the shipped model.
+#: tiny preset also asks "Do you hear X before or after Y?" 3 times since session 20 (run t20: that type 34 -> 84 %;
+#: over three fresh worlds audio-visual answers +12 points, overall unchanged, docs/world.md "Session 20"); the smol
+#: preset keeps what trained the shipped model.
 _REPEAT = "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,on_screen=2,order=2,colour_then=2"
 RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT + ",sound_vs_change=3"},
            "smol": {"leak_free": True, "repeat": _REPEAT}}
