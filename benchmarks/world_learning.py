@@ -62,17 +62,21 @@ _REPEAT = "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,on_screen=2
 RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT + ",sound_vs_change=3"},
            "smol": {"leak_free": True, "repeat": _REPEAT}}
 #: Per preset: shipped pretrained frozen encoders (None: pretrain them in every run). The tiny preset's ViT, image
-#: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11"): the stand-in for the EVA-CLIP,
+#: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11") and continued once (`--encoders
+#: continue`, run t21, "Session 21"; the provenance of both is in the file): the stand-in for the EVA-CLIP,
 #: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. The smol preset's are the fitted
 #: encoders inside the shipped default model's adapters (pretrained in run s8 with this script's VISION_STEPS /
 #: AUDIO_STEPS, seed 0; `--ship` writes them back unchanged). `--encoders pretrain` redoes either; with --ship the
 #: newly pretrained smol encoders then replace the shipped ones, and later runs start from them.
 SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": ASSETS_DIR / ADAPTERS_FILE}
-#: `--encoders continue`: the image stack goes on pretraining from encoders already pretrained (the shipped ones,
-#: or --encoders-base), with fresh read-out heads that learn alone first, a lower learning rate, and the per-token
-#: slot read-out (world.vision_pretraining.StackHeads) that puts every object's shape into every image Q-Former
-#: token (docs/world.md, "Session 13"). Its rendered frames come from seed model_seed + 1, not the first run's.
-VISION_CONTINUE = {"steps": 2500, "lr": 5e-4, "token_slot_weight": 1.0, "heads_only_steps": 150}
+#: `--encoders continue`: the frozen encoders go on pretraining from encoders already pretrained (the shipped ones,
+#: or --encoders-base), on frames and sounds of seed model_seed + 1, with fresh read-out heads (the image stack's
+#: learn alone first) and a lower learning rate. The image stack keeps its own objectives (per-patch colour and
+#: shape, the colour-slot attention read-out, count); `token_slot_weight` > 0 adds session 13's per-token read-out,
+#: which makes the image Q-Former's tokens one token (not used since session 21). The shipped tiny encoders are t18's
+#: continued this way (docs/world.md, "Session 21": object-patch shape 89.3 -> 98.7 %, beep count 81.7 -> 89.1 %).
+VISION_CONTINUE = {"steps": 3500, "lr": 5e-4, "token_slot_weight": 0.0, "heads_only_steps": 150}
+AUDIO_CONTINUE = {"steps": 2000, "lr": 5e-4}
 sys.path.insert(0, str(RECIPES))  # recipes/world/make_model.py, prepare_instruct.py
 from make_model import FROZEN_ENCODERS as ENCODER_MODULES  # noqa: E402  (what world.*_pretraining trains)
 #: Per preset: augmented views per video in the av feature cache besides the eval one (training.data.av_cache).
@@ -167,9 +171,11 @@ def run_training(a) -> dict:
         cont = a.encoders == "continue"
         vision_steps = a.vision_steps if a.vision_steps is not None else (
             VISION_CONTINUE["steps"] if cont else VISION_STEPS[a.preset])
-        audio_steps = a.audio_steps if a.audio_steps is not None else (0 if cont else AUDIO_STEPS[a.preset])
+        audio_steps = a.audio_steps if a.audio_steps is not None else (
+            AUDIO_CONTINUE["steps"] if cont else AUDIO_STEPS[a.preset])
         times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
-                                             MIMETIC_ATTENTION[a.preset], continue_training=cont))
+                                             MIMETIC_ATTENTION[a.preset], continue_training=cont,
+                                             vision_continue=a.vision_continue))
         if a.save_encoders:
             save_world_encoders(model0, Path(a.save_encoders), {
                 "command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]), "preset": a.preset,
@@ -222,12 +228,41 @@ def fit_standardizer(model, cache: Path) -> None:
     _log(f"media standardiser fitted on {len(frames)} videos' cached features")
 
 
+def parse_vision_continue(items: list[str]) -> dict:
+    """`--vision-continue` KEY=VALUE items to VisionPretrainOptions overrides (values read as YAML scalars); a
+    ValueError names an unknown field, a missing '=' or a value of the wrong type."""
+    import dataclasses
+
+    import yaml
+
+    from videollama.world.vision_pretraining import VisionPretrainOptions
+
+    fields = {f.name: type(f.default) for f in dataclasses.fields(VisionPretrainOptions)}
+    out = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or key not in fields or key in ("steps", "continue_training"):
+            raise ValueError(f"--vision-continue {item!r}: expected KEY=VALUE with KEY one of "
+                             + ", ".join(k for k in fields if k not in ("steps", "continue_training"))
+                             + " (steps: --vision-steps)")
+        value = yaml.safe_load(text)
+        kind = fields[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not kind:
+            raise ValueError(f"--vision-continue {item!r}: {key} takes {kind.__name__} values")
+        out[key] = value
+    return out
+
+
 def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int, seed: int,
-                            threads: int | None, mimetic_attention: float = 0.0, continue_training: bool = False) -> dict:
+                            threads: int | None, mimetic_attention: float = 0.0, continue_training: bool = False,
+                            vision_continue: dict | None = None) -> dict:
     """Pretrain the model folder's ViT and image Q-Former on rendered world frames (world.vision_pretraining) and
     its audio encoder on rendered world sounds (world.audio_pretraining), and save them back. 0 steps keeps that
     part as it is (seeded-random in a fresh model folder). `continue_training`: the folder's encoders are already
-    pretrained; they go on from there (`VISION_CONTINUE`) on frames and sounds of seed `seed + 1`. Returns
+    pretrained; they go on from there (`VISION_CONTINUE`, `AUDIO_CONTINUE`) on frames and sounds of seed `seed + 1`;
+    `vision_continue` overrides `VISION_CONTINUE`'s image-stack options (seed included). Returns
     {"vision_pretraining": info, "audio_pretraining": info} for the parts trained."""
     from videollama.model.videollama import VideoLLaMA
     from videollama.world.audio_pretraining import AudioPretrainOptions, pretrain_audio
@@ -240,17 +275,17 @@ def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int
     with _threads(threads):
         if vision_steps > 0:
             if continue_training:
-                opts = VisionPretrainOptions(**{**VISION_CONTINUE, "steps": vision_steps}, seed=seed + 1,
-                                             continue_training=True)
+                opts = VisionPretrainOptions(**{**VISION_CONTINUE, "seed": seed + 1, **(vision_continue or {}),
+                                                "steps": vision_steps, "continue_training": True})
             else:
                 opts = VisionPretrainOptions(steps=vision_steps, seed=seed, mimetic_attention=mimetic_attention)
             out["vision_pretraining"] = pretrain_vision(model, opts, progress=False)
             _log(f"world image stack pretrained: {out['vision_pretraining']['seconds']} s, "
                  f"accuracy {out['vision_pretraining']['accuracy']}")
         if audio_steps > 0:
+            lr = {"lr": AUDIO_CONTINUE["lr"]} if continue_training else {}
             out["audio_pretraining"] = pretrain_audio(model, AudioPretrainOptions(
-                steps=audio_steps, seed=seed + 1 if continue_training else seed),
-                                                      progress=False)
+                steps=audio_steps, seed=seed + 1 if continue_training else seed, **lr), progress=False)
             _log(f"world audio encoder pretrained: {out['audio_pretraining']['seconds']} s, "
                  f"accuracy {out['audio_pretraining']['accuracy']}")
     model.save_pretrained(model_dir, overwrite=True)
@@ -509,9 +544,12 @@ def main(argv=None) -> int:
                                                                     SHIPPED_ENCODERS.items() if v)
                     + "), pretrain them in this run (--vision-steps, --audio-steps), or continue: pretrain the shipped "
                     f"ones (or --encoders-base) further (default --vision-steps {VISION_CONTINUE['steps']}, "
-                    "--audio-steps 0); default: shipped where the preset has them, unless a step count is given")
+                    f"--audio-steps {AUDIO_CONTINUE['steps']}); default: shipped where the preset has them, unless a step count is given")
     ap.add_argument("--encoders-base", metavar="FILE", help="with --encoders continue (or shipped): start from these "
                     "encoders (a file written by --save-encoders) instead of the shipped ones")
+    ap.add_argument("--vision-continue", nargs="*", default=[], metavar="KEY=VALUE", help="with --encoders continue: "
+                    "override VISION_CONTINUE's image-stack options (world.vision_pretraining.VisionPretrainOptions "
+                    "fields, e.g. token_slot_weight=1 token_slot_mean_only=true seed=2)")
     ap.add_argument("--save-encoders", metavar="FILE", help="with --encoders pretrain or continue: write the pretrained "
                     "encoders and their provenance to FILE (how the shipped ones were made)")
     ap.add_argument("--cache-views", type=int, default=None, help="augmented views per video in the av feature cache "
@@ -538,6 +576,12 @@ def main(argv=None) -> int:
         ap.error(f"--preset {a.preset} has no shipped encoders: use --encoders pretrain (or --encoders-base FILE)")
     if a.encoders == "shipped" and pretraining_options:
         ap.error("--vision-steps, --audio-steps and --save-encoders need --encoders pretrain or continue")
+    try:
+        a.vision_continue = parse_vision_continue(a.vision_continue)
+    except ValueError as e:
+        ap.error(str(e))
+    if a.vision_continue and a.encoders != "continue":
+        ap.error("--vision-continue needs --encoders continue")
     if a.encoders_base and a.encoders == "pretrain":
         ap.error("--encoders-base needs --encoders continue or shipped")
     if a.ship and not (a.train and a.preset == "smol"):

@@ -63,7 +63,12 @@ def test_encoders_that_do_not_fit_are_a_one_line_error(world_model, tmp_path) ->
                                             "need --encoders pretrain"),
                                            (["--encoders", "pretrain", "--encoders-base", "x.safetensors"],
                                             "--encoders-base needs --encoders continue"),
-                                           (["--cache-views", "-1"], "--cache-views must be >= 0")])
+                                           (["--cache-views", "-1"], "--cache-views must be >= 0"),
+                                           (["--encoders", "continue", "--vision-continue", "colour=1"],
+                                            "--vision-continue 'colour=1': expected KEY=VALUE"),
+                                           (["--encoders", "continue", "--vision-continue", "seed=two"],
+                                            "seed takes int values"),
+                                           (["--vision-continue", "seed=2"], "--vision-continue needs --encoders continue")])
 def test_contradicting_or_bad_encoder_and_cache_options_are_refused(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         W.main(["--train", *argv])
@@ -86,9 +91,9 @@ def test_saved_encoders_load_back_with_their_provenance(world_model, tmp_path) -
 
 
 def test_continued_pretraining_starts_from_the_shipped_encoders(world_model, tmp_path) -> None:
-    """--encoders continue: the shipped encoders are loaded, then pretrained further with VISION_CONTINUE's options
-    on frames of seed model_seed + 1; while only the fresh heads learn (the first heads_only_steps), the encoders
-    stay exactly the shipped ones."""
+    """--encoders continue: the shipped encoders are loaded, then pretrained further with VISION_CONTINUE's and
+    AUDIO_CONTINUE's options on frames and sounds of seed model_seed + 1; while only the fresh heads learn (the
+    first heads_only_steps), the image stack stays exactly the shipped one, and the audio encoder moves."""
     from safetensors.torch import load_file
 
     from videollama.model.videollama import VideoLLaMA
@@ -97,14 +102,18 @@ def test_continued_pretraining_starts_from_the_shipped_encoders(world_model, tmp
     W.load_world_encoders(folder, W.SHIPPED_ENCODERS["tiny"])
     steps = 2
     assert steps <= W.VISION_CONTINUE["heads_only_steps"]
-    info = W.pretrain_world_encoders(folder, steps, 0, 0, None, continue_training=True)
-    opts = info["vision_pretraining"]["options"]
-    assert opts["continue_training"] and opts["seed"] == 1 and opts["steps"] == steps and "audio_pretraining" not in info
-    assert {k: opts[k] for k in W.VISION_CONTINUE if k != "steps"} == {
-        k: v for k, v in W.VISION_CONTINUE.items() if k != "steps"}
-    assert "mean_token_shape" in info["vision_pretraining"]["accuracy"]
+    override = {"token_slot_weight": 1.0, "token_slot_mean_only": True}  # what --vision-continue passes
+    info = W.pretrain_world_encoders(folder, steps, steps, 0, None, continue_training=True, vision_continue=override)
+    opts, audio = info["vision_pretraining"]["options"], info["audio_pretraining"]["options"]
+    assert opts["continue_training"] and opts["seed"] == 1 and opts["steps"] == steps
+    expected = {**{k: v for k, v in W.VISION_CONTINUE.items() if k != "steps"}, **override}
+    assert {k: opts[k] for k in expected} == expected
+    assert "mean_token_shape" in info["vision_pretraining"]["accuracy"]  # the overridden read-out ran
+    assert audio["seed"] == 1 and audio["steps"] == steps and audio["lr"] == W.AUDIO_CONTINUE["lr"]
     shipped, state = load_file(str(W.SHIPPED_ENCODERS["tiny"])), VideoLLaMA.from_pretrained(folder).state_dict()
-    assert all(torch.equal(state[k], v) for k, v in shipped.items())
+    image_stack = [k for k in shipped if not k.startswith("audio_encoder.")]
+    assert image_stack and all(torch.equal(state[k], shipped[k]) for k in image_stack)
+    assert any(not torch.equal(state[k], v) for k, v in shipped.items() if k.startswith("audio_encoder."))
 
 
 def test_encoders_are_taken_from_a_default_model_adapters_file(world_model, tmp_path) -> None:
