@@ -62,10 +62,10 @@ _REPEAT = "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,on_screen=2
 RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT + ",sound_vs_change=3"},
            "smol": {"leak_free": True, "repeat": _REPEAT}}
 #: Per preset: shipped pretrained frozen encoders (None: pretrain them in every run). The tiny preset's ViT, image
-#: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11") and continued once (`--encoders
-#: continue`, run t21, "Session 21"; the provenance of both is in the file): the stand-in for the EVA-CLIP,
-#: BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. The smol preset's are the fitted
-#: encoders inside the shipped default model's adapters (pretrained in run s8 with this script's VISION_STEPS /
+#: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11") and continued twice (`--encoders
+#: continue`, runs t21 and t21b, "Session 21"; the provenance of all three is in the file): the stand-in for the
+#: EVA-CLIP, BLIP-2 and ImageBind weights that Video-LLaMA downloads rather than trains. The smol preset's are the
+#: fitted encoders inside the shipped default model's adapters (pretrained in run s8 with this script's VISION_STEPS /
 #: AUDIO_STEPS, seed 0; `--ship` writes them back unchanged). `--encoders pretrain` redoes either; with --ship the
 #: newly pretrained smol encoders then replace the shipped ones, and later runs start from them.
 SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": ASSETS_DIR / ADAPTERS_FILE}
@@ -73,8 +73,9 @@ SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": ASSE
 #: or --encoders-base), on frames and sounds of seed model_seed + 1, with fresh read-out heads (the image stack's
 #: learn alone first) and a lower learning rate. The image stack keeps its own objectives (per-patch colour and
 #: shape, the colour-slot attention read-out, count); `token_slot_weight` > 0 adds session 13's per-token read-out,
-#: which makes the image Q-Former's tokens one token (not used since session 21). The shipped tiny encoders are t18's
-#: continued this way (docs/world.md, "Session 21": object-patch shape 89.3 -> 98.7 %, beep count 81.7 -> 89.1 %).
+#: which makes the image Q-Former's tokens one token; `token_slot_mean_only` reads it from the tokens' mean only. The
+#: shipped tiny encoders are t18's continued with these defaults (run t21: object-patch shape 89.3 -> 99.4 %, beep
+#: count 81.7 -> 89.1 %), then 1,500 steps with the mean-only read-out (run t21b; docs/world.md, "Session 21").
 VISION_CONTINUE = {"steps": 3500, "lr": 5e-4, "token_slot_weight": 0.0, "heads_only_steps": 150}
 AUDIO_CONTINUE = {"steps": 2000, "lr": 5e-4}
 sys.path.insert(0, str(RECIPES))  # recipes/world/make_model.py, prepare_instruct.py
@@ -544,7 +545,8 @@ def main(argv=None) -> int:
                                                                     SHIPPED_ENCODERS.items() if v)
                     + "), pretrain them in this run (--vision-steps, --audio-steps), or continue: pretrain the shipped "
                     f"ones (or --encoders-base) further (default --vision-steps {VISION_CONTINUE['steps']}, "
-                    f"--audio-steps {AUDIO_CONTINUE['steps']}); default: shipped where the preset has them, unless a step count is given")
+                    f"--audio-steps {AUDIO_CONTINUE['steps']}); default: shipped where the preset has them, unless a step "
+                    "count is given")
     ap.add_argument("--encoders-base", metavar="FILE", help="with --encoders continue (or shipped): start from these "
                     "encoders (a file written by --save-encoders) instead of the shipped ones")
     ap.add_argument("--vision-continue", nargs="*", default=[], metavar="KEY=VALUE", help="with --encoders continue: "
