@@ -230,30 +230,21 @@ def fit_standardizer(model, cache: Path) -> None:
 
 
 def parse_vision_continue(items: list[str]) -> dict:
-    """`--vision-continue` KEY=VALUE items to VisionPretrainOptions overrides (values read as YAML scalars); a
-    ValueError names an unknown field, a missing '=' or a value of the wrong type."""
-    import dataclasses
-
-    import yaml
-
+    """`--vision-continue` KEY=VALUE items to VisionPretrainOptions overrides, read and type-checked as recipe
+    overrides are (`training.recipe.apply_override`, `config._from_dict`: YAML values, unknown keys named); a
+    ConfigError (a ValueError) gives the reason. `steps` and `continue_training` are not options here."""
+    from videollama.config import _from_dict
+    from videollama.errors import ConfigError
+    from videollama.training.recipe import apply_override
     from videollama.world.vision_pretraining import VisionPretrainOptions
 
-    fields = {f.name: type(f.default) for f in dataclasses.fields(VisionPretrainOptions)}
-    out = {}
+    data: dict = {}
     for item in items:
-        key, eq, text = item.partition("=")
-        if not eq or key not in fields or key in ("steps", "continue_training"):
-            raise ValueError(f"--vision-continue {item!r}: expected KEY=VALUE with KEY one of "
-                             + ", ".join(k for k in fields if k not in ("steps", "continue_training"))
-                             + " (steps: --vision-steps)")
-        value = yaml.safe_load(text)
-        kind = fields[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if type(value) is not kind:
-            raise ValueError(f"--vision-continue {item!r}: {key} takes {kind.__name__} values")
-        out[key] = value
-    return out
+        apply_override(data, item, "--vision-continue")
+    if fixed := sorted({"steps", "continue_training"} & set(data)):
+        raise ConfigError(f"--vision-continue: {', '.join(fixed)} cannot be set here (steps: --vision-steps)")
+    checked = _from_dict(VisionPretrainOptions, data, "--vision-continue")
+    return {key: getattr(checked, key) for key in data}
 
 
 def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int, seed: int,

@@ -39,6 +39,7 @@ def test_unknown_key_names_the_nearest(tmp_path) -> None:
 @pytest.mark.parametrize("text,message", [
     ("vision: [1, 2]\n", r"expected a mapping for VisionEncoderConfig"),
     ("vision:\n  width: wide\n", r"vision\.width: expected an integer"),
+    ("standardize_media_features: 1\n", r"standardize_media_features: expected true or false, got 1"),
     ("template:\n  name: alpaca\n", r"'alpaca' is not one of"),
     ("vision: {width: 32}\n", r"image_qformer.encoder_width=1408 must equal vision.width=32"),
     ("audio_encoder: null\n", r"audio_encoder and audio_qformer must both be set"),

@@ -65,9 +65,15 @@ def test_encoders_that_do_not_fit_are_a_one_line_error(world_model, tmp_path) ->
                                             "--encoders-base needs --encoders continue"),
                                            (["--cache-views", "-1"], "--cache-views must be >= 0"),
                                            (["--encoders", "continue", "--vision-continue", "colour=1"],
-                                            "--vision-continue 'colour=1': expected KEY=VALUE"),
+                                            "--vision-continue: unknown key 'colour' in VisionPretrainOptions"),
                                            (["--encoders", "continue", "--vision-continue", "seed=two"],
-                                            "seed takes int values"),
+                                            "--vision-continue.seed: expected an integer, got 'two'"),
+                                           (["--encoders", "continue", "--vision-continue", "train_vit=3"],
+                                            "--vision-continue.train_vit: expected true or false, got 3"),
+                                           (["--encoders", "continue", "--vision-continue", "lr"],
+                                            "override 'lr' must look like key=value"),
+                                           (["--encoders", "continue", "--vision-continue", "steps=5"],
+                                            "--vision-continue: steps cannot be set here (steps: --vision-steps)"),
                                            (["--vision-continue", "seed=2"], "--vision-continue needs --encoders continue")])
 def test_contradicting_or_bad_encoder_and_cache_options_are_refused(argv, message, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
