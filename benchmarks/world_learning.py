@@ -275,9 +275,11 @@ def pretrain_world_encoders(model_dir: Path, vision_steps: int, audio_steps: int
             _log(f"world image stack pretrained: {out['vision_pretraining']['seconds']} s, "
                  f"accuracy {out['vision_pretraining']['accuracy']}")
         if audio_steps > 0:
-            lr = {"lr": AUDIO_CONTINUE["lr"]} if continue_training else {}
-            out["audio_pretraining"] = pretrain_audio(model, AudioPretrainOptions(
-                steps=audio_steps, seed=seed + 1 if continue_training else seed, **lr), progress=False)
+            if continue_training:
+                audio_opts = AudioPretrainOptions(**{**AUDIO_CONTINUE, "seed": seed + 1, "steps": audio_steps})
+            else:
+                audio_opts = AudioPretrainOptions(steps=audio_steps, seed=seed)
+            out["audio_pretraining"] = pretrain_audio(model, audio_opts, progress=False)
             _log(f"world audio encoder pretrained: {out['audio_pretraining']['seconds']} s, "
                  f"accuracy {out['audio_pretraining']['accuracy']}")
     model.save_pretrained(model_dir, overwrite=True)
