@@ -410,6 +410,22 @@ def qformer_diagnostics(model_dir: Path, heldout: Path, n_videos: int = SHARING_
             video_qformer_reads(model, [heldout / m for m in media[:n_read]]))
 
 
+def motion_probe(model_dir: Path, world: Path) -> dict:
+    """How far the direction of motion in `world`'s videos where a shape moves can be read linearly along the
+    trained model's video path (`model.diagnostics.motion_direction_probe`; docs/world.md, "Session 23")."""
+    from videollama.model.diagnostics import motion_direction_probe
+    from videollama.model.videollama import VideoLLaMA
+
+    scenes = [json.loads(p.read_text()) for p in sorted((world / "videos").glob("*/*.json"))]
+    moves = [s for s in scenes if s.get("visual_story") == "move"]
+    if len(moves) < 10:
+        raise SystemExit(f"{world}: --motion-probe needs a generated world with at least 10 videos where a shape "
+                         f"moves, found {len(moves)}")
+    model = VideoLLaMA.from_pretrained(model_dir).eval()
+    return motion_direction_probe(model, [world / "videos" / s["video"] for s in moves],
+                                  [s["objects"][0]["motion"]["direction"] for s in moves])
+
+
 def answer_reads(model_dir: Path, heldout: Path, n_per_kind: int = READ_VIDEOS) -> dict[str, list]:
     """Where the trained model's LLM looks from the position that writes the first answer token
     (`model.diagnostics.answer_attention`), over the first `n_per_kind` held-out questions of each kind."""
@@ -560,6 +576,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", action="store_true", help="--preset smol: copy the trained adapters (with provenance "
                     "and held-out accuracy) into src/videollama/assets/default_model/")
     ap.add_argument("--limit", type=int, default=None, help="evaluate the first N questions only")
+    ap.add_argument("--motion-probe", metavar="WORLD", help="also report how far the direction of motion in WORLD's "
+                    "videos (a generated world: the training world has about 140 where a shape moves) can be read "
+                    "linearly from the image Q-Former's tokens, the video Q-Former's outputs and the LLM embeddings")
     ap.add_argument("--max-new-tokens", type=int, default=24)
     a = ap.parse_args(argv)
     if a.cache_views is not None and a.cache_views < 0:
@@ -605,6 +624,10 @@ def main(argv=None) -> int:
     info["answer_attention"] = answer_reads(model_dir, heldout)
     _log(f"where the LLM looks when it starts an answer ({READ_VIDEOS} held-out questions per kind; uniform entropy "
          f"over the video tokens: log of their number): {answer_reads_summary(info['answer_attention'])}")
+    if a.motion_probe:
+        info["motion_probe"] = motion_probe(model_dir, Path(a.motion_probe))
+        _log(f"direction of motion read linearly (% of {a.motion_probe}'s moving-shape videos; chance about 25): "
+             f"{info['motion_probe']}")
     info["total_s"] = round(time.perf_counter() - t0, 1)
     info["results"] = results
     work.mkdir(parents=True, exist_ok=True)

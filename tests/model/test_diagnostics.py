@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from videollama.model.diagnostics import qformer_token_sharing, shared_token_fraction, video_qformer_reads
+from videollama.model.diagnostics import (
+    motion_direction_probe, probe_accuracy, qformer_token_sharing, shared_token_fraction, video_qformer_reads,
+)
 from videollama.model.videollama import VideoLLaMA
 from videollama.tiny import make_tiny_model
 
@@ -36,6 +38,37 @@ def test_shared_token_fraction_refuses_bad_input() -> None:
         shared_token_fraction(torch.randn(4, 8))
     with pytest.raises(ValueError, match="do not vary"):
         shared_token_fraction(torch.ones(3, 4, 8))
+
+
+def test_probe_accuracy_finds_linear_classes_and_not_noise() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = [i % 4 for i in range(200)]
+    centres = torch.randn(4, 16, generator=gen) * 3
+    readable = centres[labels] + torch.randn(200, 16, generator=gen)
+    assert probe_accuracy(readable, labels) > 95
+    noise = torch.randn(200, 16, generator=gen)
+    assert probe_accuracy(noise, labels) < 40  # chance 25
+    # a class carried by 4 features of 32 is still found; (N, T, H) features are flattened
+    hidden = torch.randn(200, 8, 4, generator=gen)
+    hidden[:, 3] += torch.nn.functional.one_hot(torch.tensor(labels)).float() * 5
+    assert probe_accuracy(hidden, labels) > 95
+
+
+def test_probe_accuracy_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="as many labels as inputs"):
+        probe_accuracy(torch.randn(10, 3), [0, 1] * 4)
+    with pytest.raises(ValueError, match="at least 5"):
+        probe_accuracy(torch.randn(4, 3), [0, 1, 0, 1])
+
+
+def test_motion_direction_probe_reads_each_stage_of_the_video_path(tmp_path) -> None:
+    """Labels that follow the video are read at every stage (the two videos differ); labels that do not are not."""
+    model = VideoLLaMA.from_pretrained(make_tiny_model(tmp_path / "m", "tiny", seed=0)).eval()
+    videos = [ASSETS / "example.mp4", ASSETS / "world_example.mp4"] * 5
+    following = motion_direction_probe(model, videos, ["left", "right"] * 5)
+    assert following == {"videos": 10, "frame_tokens": 100.0, "video_qformer": 100.0, "llm_embeds": 100.0}
+    unrelated = motion_direction_probe(model, videos, ["up", "up", "down", "down"] * 2 + ["up", "down"])
+    assert all(unrelated[k] <= 60 for k in ("frame_tokens", "video_qformer", "llm_embeds")), unrelated
 
 
 def test_qformer_token_sharing_sees_collapsed_queries(tmp_path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.world_learning.conftest import ROOT, stage_recipe
 
 
@@ -14,8 +16,8 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
     from videollama.training.data.av_cache import build_av_feature_cache
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from world_learning import (KINDS, RECIPES, answer_reads, answer_reads_summary, evaluate, qformer_diagnostics,
-                                reads_summary, recipe_overrides, train_stage, type_table)
+    from world_learning import (KINDS, RECIPES, answer_reads, answer_reads_summary, evaluate, motion_probe,
+                                qformer_diagnostics, reads_summary, recipe_overrides, train_stage, type_table)
 
     from videollama.world.questions import QUESTION_TYPES
 
@@ -53,3 +55,6 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
     assert all(len(layers) == n_layers and all(0.0 <= h["share"]["video"] <= 1.0 for hs in layers for h in hs)
                for layers in looks.values())
     assert answer_reads_summary(looks).count("layer ") == n_layers * len(looks)
+    # --motion-probe: a world with too few videos where a shape moves (this one has a handful) is refused, named
+    with pytest.raises(SystemExit, match=rf"{world_dir}: --motion-probe needs .* at least 10 .* found [0-9]"):
+        motion_probe(s2, world_dir)

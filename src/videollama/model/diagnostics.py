@@ -8,7 +8,8 @@ reports it for a model's image and video Q-Formers on real videos. `video_qforme
 Q-Former's cross-attention looks: how peaked it is, whether the queries look at different tokens, and which frames
 get the attention (docs/world.md, "Session 15"). `answer_attention` shows where the LLM looks from the position
 that writes an answer's first token: how much of its attention goes to each media span and to the text, and how
-peaked it is over the video tokens (docs/world.md, "Session 17"). Written by hand: a few lines of variance and attention
+peaked it is over the video tokens (docs/world.md, "Session 17"). `motion_direction_probe` asks how far a linear
+read-out finds the direction a shape moves at each stage of the video path (docs/world.md, "Session 23"). Written by hand: a few lines of variance and attention
 bookkeeping; no library ships these measures.
 """
 
@@ -144,3 +145,47 @@ def answer_attention(pipe, requests: Sequence[tuple[str | os.PathLike[str], str]
     return [[{"share": {k: round(t / c, 3) for k, (t, c) in head.items() if not k.startswith("video_")},
               **{k: round(t / c, 3) for k, (t, c) in head.items() if k.startswith("video_")}}
              for head in layer] for layer in sums]
+
+
+def probe_accuracy(features: torch.Tensor, labels: Sequence[int], folds: int = 5, ridge: float = 10.0) -> float:
+    """% of the inputs whose class a linear read-out of their (N, F) `features` names, cross-validated: a ridge
+    regression onto one-hot labels (features standardised on the training part) is fitted on all folds but one
+    (input i is in fold i % `folds`) and scores that one, in turn. Closed-form ridge, a few lines: not worth a
+    dependency (scikit-learn is not one)."""
+    x = features.double().flatten(1)
+    y = torch.as_tensor(list(labels))
+    if len(x) != len(y) or len(y) < folds:
+        raise ValueError(f"need as many labels as inputs and at least {folds} of them, got {len(y)} for {len(x)}")
+    target = torch.nn.functional.one_hot(y).double()
+    fold = torch.arange(len(y)) % folds
+    hits = 0
+    for k in range(folds):
+        test, train = fold == k, fold != k
+        mean, std = x[train].mean(0), x[train].std(0) + 1e-6
+        design = torch.cat([(x - mean) / std, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+        a = design[train]
+        weights = torch.linalg.solve(a.T @ a + ridge * torch.eye(a.shape[1], dtype=x.dtype), a.T @ target[train])
+        hits += int(((design[test] @ weights).argmax(1) == y[test]).sum())
+    return round(100 * hits / len(y), 1)
+
+
+@torch.no_grad()
+def motion_direction_probe(model, videos: Sequence[str | os.PathLike[str]], directions: Sequence[str],
+                           n_frames: int = 8) -> dict[str, float | int]:
+    """How far the direction in which each video's shape moves (`directions`, one word per video) can be read
+    linearly (`probe_accuracy`, % of the videos) at each stage of a `VideoLLaMA`'s video path: the image Q-Former's
+    tokens (their mean per frame, the frames side by side), the video Q-Former's outputs and the LLM input
+    embeddings (their mean). Chance is about 100 / the number of directions."""
+    from videollama.media.video import load_video
+
+    stages: dict[str, list[torch.Tensor]] = {"frame_tokens": [], "video_qformer": [], "llm_embeds": []}
+    for path in videos:
+        feats = model.frame_features(load_video(path, n_frames=n_frames).tensor.to(device=model.device,
+                                                                                   dtype=model.dtype))
+        out = model.video_from_frame_features(feats)
+        stages["frame_tokens"].append(feats[0].mean(1).flatten().float().cpu())
+        stages["video_qformer"].append(out.intermediates["video_qformer_out"][0].flatten().float().cpu())
+        stages["llm_embeds"].append(out.llm_embeds[0].mean(0).float().cpu())
+    names = sorted(set(directions))
+    labels = [names.index(d) for d in directions]
+    return {"videos": len(labels), **{k: probe_accuracy(torch.stack(v), labels) for k, v in stages.items()}}
