@@ -598,6 +598,8 @@ def main(argv=None) -> int:
         ap.error("--vision-continue needs --encoders continue")
     if a.encoders_base and a.encoders == "pretrain":
         ap.error("--encoders-base needs --encoders continue or shipped")
+    if a.motion_probe and not a.train and not (Path(a.motion_probe) / "videos").is_dir():
+        ap.error(f"--motion-probe {a.motion_probe}: not a generated world (no videos/ folder)")
     if a.ship and not (a.train and a.preset == "smol"):
         ap.error("--ship needs --train --preset smol")
     if a.ship and a.heldout_split != "heldout":

@@ -172,3 +172,9 @@ def test_a_preset_without_shipped_encoders_refuses_to_load_them(encoders, monkey
     with pytest.raises(SystemExit) as exc:
         W.main(["--train", "--preset", "smol", "--encoders", encoders])
     assert exc.value.code == 2 and "has no shipped encoders" in capsys.readouterr().err
+
+
+def test_a_motion_probe_world_that_is_not_a_world_is_refused_before_anything_runs(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        W.main(["--model", str(tmp_path), "--heldout", str(tmp_path), "--motion-probe", str(tmp_path / "nowhere")])
+    assert exc.value.code == 2 and "nowhere: not a generated world (no videos/ folder)" in capsys.readouterr().err

@@ -9,8 +9,8 @@ Q-Former's cross-attention looks: how peaked it is, whether the queries look at 
 get the attention (docs/world.md, "Session 15"). `answer_attention` shows where the LLM looks from the position
 that writes an answer's first token: how much of its attention goes to each media span and to the text, and how
 peaked it is over the video tokens (docs/world.md, "Session 17"). `motion_direction_probe` asks how far a linear
-read-out finds the direction a shape moves at each stage of the video path (docs/world.md, "Session 23"). Written by hand: a few lines of variance and attention
-bookkeeping; no library ships these measures.
+read-out finds the direction a shape moves at each stage of the video path (docs/world.md, "Session 23"). Written
+by hand: a few lines of variance, attention and ridge bookkeeping; no library ships these measures.
 """
 
 from __future__ import annotations
