@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -56,5 +57,5 @@ def test_two_stages_train_and_eval(world_dir, heldout_dir, world_model, tmp_path
                for layers in looks.values())
     assert answer_reads_summary(looks).count("layer ") == n_layers * len(looks)
     # --motion-probe: a world with too few videos where a shape moves (this one has a handful) is refused, named
-    with pytest.raises(SystemExit, match=rf"{world_dir}: --motion-probe needs .* at least 10 .* found [0-9]"):
+    with pytest.raises(SystemExit, match=rf"{re.escape(str(world_dir))}: --motion-probe needs .* at least 10 .* found [0-9]"):
         motion_probe(s2, world_dir)

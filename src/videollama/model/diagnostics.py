@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
+
+if TYPE_CHECKING:
+    from videollama.model.videollama import MediaEmbeddings
 
 
 def shared_token_fraction(tokens: torch.Tensor) -> float:
@@ -49,17 +52,25 @@ def _eager_attention(model) -> Iterator[None]:
         model.set_attn_implementation(saved)
 
 
+def _through_video_path(model, videos: Sequence[str | os.PathLike[str]],
+                        n_frames: int) -> Iterator[tuple[torch.Tensor, MediaEmbeddings]]:
+    """Each of `videos`, sampled as at inference (uniform `n_frames`), through a `VideoLLaMA`'s video path: yields
+    its image Q-Former features (1, T, Q, Hq) and the video path's output (`MediaEmbeddings`, with intermediates)."""
+    from videollama.media.video import load_video
+
+    for path in videos:
+        clip = load_video(path, n_frames=n_frames)
+        feats = model.frame_features(clip.tensor.to(device=model.device, dtype=model.dtype))
+        yield feats, model.video_from_frame_features(feats)
+
+
 @torch.no_grad()
 def qformer_token_sharing(model, videos: Sequence[str | os.PathLike[str]], n_frames: int = 8) -> dict[str, float | int]:
     """`shared_token_fraction` of a `VideoLLaMA`'s image Q-Former tokens (within each frame) and video Q-Former
     outputs (within each video), over `videos` sampled as at inference (uniform `n_frames`)."""
-    from videollama.media.video import load_video
-
     frame_tokens, video_tokens = [], []
-    for path in videos:
-        clip = load_video(path, n_frames=n_frames)
-        feats = model.frame_features(clip.tensor.to(device=model.device, dtype=model.dtype))  # (1, T, Q, Hq)
-        video_tokens.append(model.video_from_frame_features(feats).intermediates["video_qformer_out"][0].float())
+    for feats, out in _through_video_path(model, videos, n_frames):
+        video_tokens.append(out.intermediates["video_qformer_out"][0].float())
         frame_tokens.append(feats[0].float())
     frames = torch.cat(frame_tokens)  # (sum T, Q, Hq): each frame one input
     return {"videos": len(video_tokens), "image_qformer_per_frame": round(shared_token_fraction(frames), 3),
@@ -75,15 +86,11 @@ def video_qformer_reads(model, videos: Sequence[str | os.PathLike[str]], n_frame
     (how many different tokens the queries' attention peaks on; 1 when every query reads the same token) and
     ``frame_mass`` (the attention's share per frame, T values that sum to 1).
     """
-    from videollama.media.video import load_video
-
     qf = model.video_qformer.model
     sums: list[dict[str, torch.Tensor]] = []
     with _eager_attention(qf):
-        for path in videos:
-            clip = load_video(path, n_frames=n_frames)
-            feats = model.frame_features(clip.tensor.to(device=model.device, dtype=model.dtype))
-            frame_tokens = model.video_from_frame_features(feats).intermediates["frame_tokens_with_pos"]
+        for feats, path_out in _through_video_path(model, videos, n_frames):
+            frame_tokens = path_out.intermediates["frame_tokens_with_pos"]
             t, q = feats.shape[1], feats.shape[2]
             queries = model.video_qformer.query_tokens.expand(frame_tokens.shape[0], -1, -1)
             out = qf(query_embeds=queries, encoder_hidden_states=frame_tokens, output_attentions=True)
@@ -176,13 +183,8 @@ def motion_direction_probe(model, videos: Sequence[str | os.PathLike[str]], dire
     linearly (`probe_accuracy`, % of the videos) at each stage of a `VideoLLaMA`'s video path: the image Q-Former's
     tokens (their mean per frame, the frames side by side), the video Q-Former's outputs and the LLM input
     embeddings (their mean). Chance is about 100 / the number of directions."""
-    from videollama.media.video import load_video
-
     stages: dict[str, list[torch.Tensor]] = {"frame_tokens": [], "video_qformer": [], "llm_embeds": []}
-    for path in videos:
-        feats = model.frame_features(load_video(path, n_frames=n_frames).tensor.to(device=model.device,
-                                                                                   dtype=model.dtype))
-        out = model.video_from_frame_features(feats)
+    for feats, out in _through_video_path(model, videos, n_frames):
         stages["frame_tokens"].append(feats[0].mean(1).flatten().float().cpu())
         stages["video_qformer"].append(out.intermediates["video_qformer_out"][0].flatten().float().cpu())
         stages["llm_embeds"].append(out.llm_embeds[0].mean(0).float().cpu())
