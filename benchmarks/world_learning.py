@@ -22,7 +22,8 @@ Also reports how far the trained model's image and video Q-Former tokens are one
 where the video Q-Former's cross-attention reads from (`video_qformer_reads`: peakedness, distinct keys, attention
 per frame; "Session 15"), and where the LLM looks when it starts an answer (`answer_attention`: its attention on the
 video and audio tokens per layer; "Session 17").
-Prints markdown tables (accuracy per kind, and per question type) and writes WORK/ablations.json.
+Prints markdown tables (accuracy per kind, per question type, and by video length: per kind and audio-visual type,
+videos shorter than SHORT_VIDEO_S and the rest, "Session 24") and writes WORK/ablations.json.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ AUDIO_STEPS = {"tiny": 1000, "smol": 1000}
 #: over three fresh worlds audio-visual answers +12 points, overall unchanged, docs/world.md "Session 20"); the smol
 #: preset keeps what trained the shipped model.
 _REPEAT = "shape=3,colour=3,count=3,direction=3,new_colour=3,beeps=2,on_screen=2,order=2,colour_then=2"
-RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT + ",sound_vs_change=3"},
-           "smol": {"leak_free": True, "repeat": _REPEAT}}
+RECORDS = {"tiny": {"leak_free": True, "repeat": _REPEAT + ",sound_vs_change=3", "mc_only": ""},
+           "smol": {"leak_free": True, "repeat": _REPEAT, "mc_only": ""}}
 #: Per preset: shipped pretrained frozen encoders (None: pretrain them in every run). The tiny preset's ViT, image
 #: Q-Former and audio encoder pretrained once (run t18, docs/world.md "Session 11") and continued twice (`--encoders
 #: continue`, runs t21 and t21b, "Session 21"; the provenance of all three is in the file): the stand-in for the
@@ -142,7 +143,7 @@ def run_training(a) -> dict:
     from videollama.world.generate import WorldOptions, generate_world
 
     from make_model import make_world_model
-    from prepare_instruct import parse_repeats, prepare
+    from prepare_instruct import parse_repeats, parse_types, prepare
 
     from videollama.world.pretraining import FIRST_SEED
 
@@ -155,6 +156,7 @@ def run_training(a) -> dict:
         if getattr(a, key) is None:
             setattr(a, key, value)
     repeats = parse_repeats(a.repeat)  # checked before anything is generated
+    mc_only = parse_types(a.mc_only)
     work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
     times: dict[str, Any] = {}
     t = time.perf_counter()
@@ -162,7 +164,7 @@ def run_training(a) -> dict:
     generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
     generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split), workers=a.workers,
                    overwrite=True, progress=None)
-    prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats)
+    prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats, mc_only=mc_only)
     times["generate_s"] = round(time.perf_counter() - t, 1)
     model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
     if a.encoders in ("shipped", "continue"):
@@ -207,7 +209,7 @@ def run_training(a) -> dict:
                     "recipes": [info1["recipe"]],
                     "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
                               "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record, "leak_free": a.leak_free,
-                                        "repeat": a.repeat},
+                                        "repeat": a.repeat, "mc_only": a.mc_only},
                               **{k: times.get(k) or (times.get("encoders") or {}).get(k)
                                  for k in ("vision_pretraining", "audio_pretraining")}}}
     s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
@@ -391,6 +393,51 @@ def evaluate(model_dir: Path, heldout: Path, out: Path, ablation: str, max_new_t
             "type": summary["breakdown"].get("type"), "elapsed_s": summary["elapsed_s"]}
 
 
+#: Videos shorter than this are "short" in `length_table`: their 8 two-second audio clips start at most 0.25 s apart
+#: (`media.audio.clip_timepoints`: k * (duration - 2) / 8), so the clips' order says little about when a sound
+#: plays (docs/world.md, "Session 24").
+SHORT_VIDEO_S = 4.0
+
+
+def accuracy_by_length(eval_dir: Path, short_s: float = SHORT_VIDEO_S) -> dict[str, dict[str, dict]]:
+    """{kind or type: {"short" | "long": {"n", "accuracy"}}} of one evaluation (`eval_dir`: its predictions.jsonl
+    and verdicts_offline.jsonl), split by the length of each question's video (the generated world's timeline
+    beside it, `duration`); questions whose video has no timeline are left out."""
+    verdicts = {v["id"]: v["correct"] for v in map(json.loads, (eval_dir / "verdicts_offline.jsonl").open())}
+    lengths: dict[str, float | None] = {}
+    groups: dict[str, dict[str, list[bool]]] = {}
+    for pred in map(json.loads, (eval_dir / "predictions.jsonl").open()):
+        media = pred["media"]
+        if media not in lengths:
+            timeline = Path(media).with_suffix(".json")
+            lengths[media] = json.loads(timeline.read_text())["duration"] if timeline.is_file() else None
+        if lengths[media] is None or pred["id"] not in verdicts:
+            continue
+        band = "short" if lengths[media] < short_s else "long"
+        for key in (pred["categories"].get("kind"), pred["categories"].get("type")):
+            if key:
+                groups.setdefault(key, {}).setdefault(band, []).append(bool(verdicts[pred["id"]]))
+    return {key: {band: {"n": len(v), "accuracy": round(100 * sum(v) / len(v), 1)} for band, v in sorted(bands.items())}
+            for key, bands in sorted(groups.items())}
+
+
+def length_table(by_length: dict[str, dict], short_s: float = SHORT_VIDEO_S) -> str:
+    """Accuracy per kind, and per type of the audio-visual kind, by video length (`accuracy_by_length` of each
+    ablation), one column per ablation."""
+    from videollama.world.questions import QUESTION_TYPES
+
+    rows = [*KINDS, *QUESTION_TYPES["audiovisual"]]
+    lines = ["| kind or type | video | n | " + " | ".join(f"({ab})" for ab in by_length) + " |",
+             "|---|---|---|" + "---|" * len(by_length)]
+    for key in rows:
+        for band, label in (("short", f"< {short_s:g} s"), ("long", f">= {short_s:g} s")):
+            cells = [r.get(key, {}).get(band) for r in by_length.values()]
+            n = next((c["n"] for c in cells if c), 0)
+            if n:
+                lines.append(f"| {key} | {label} | {n} | " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
 #: Held-out videos for the Q-Former diagnostics: token sharing, and where the video Q-Former reads.
 SHARING_VIDEOS, READ_VIDEOS = 40, 12
 
@@ -542,6 +589,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", default=None, help="TYPE=K,...: stage-2 records ask every question of these types K "
                     "times (recipes/world/prepare_instruct.py; default: "
                     + "; ".join(f"{k} {v['repeat'] or 'none'}" for k, v in RECORDS.items()) + ")")
+    ap.add_argument("--mc-only", default=None, help="TYPE,...: stage-2 records ask these types (types with choices) "
+                    "in the multiple-choice form only (recipes/world/prepare_instruct.py; default: "
+                    + "; ".join(f"{k} {v['mc_only'] or 'none'}" for k, v in RECORDS.items()) + ")")
     ap.add_argument("--model-seed", type=int, default=0)
     ap.add_argument("--vision-steps", type=int, default=None, help="pretraining steps of the world ViT and image "
                     "Q-Former before the feature cache (world.vision_pretraining; 0: keep the seeded random ones; default: "
@@ -619,6 +669,7 @@ def main(argv=None) -> int:
     for ab in a.ablations:
         t = time.perf_counter()
         results[ab] = evaluate(model_dir, heldout, work / "eval", ab, a.max_new_tokens, a.limit)
+        results[ab]["by_length"] = accuracy_by_length(work / "eval" / ab)
         _log(f"({ab}) {ABLATIONS[ab]}: {round(time.perf_counter() - t, 1)} s")
     info["token_sharing"], info["video_qformer_reads"] = qformer_diagnostics(model_dir, heldout)
     _log(f"share of the Q-Former tokens' variance common to all tokens: {info['token_sharing']}")
@@ -639,6 +690,8 @@ def main(argv=None) -> int:
     print(table(results))
     print()
     print(type_table(results))
+    print()
+    print(length_table({ab: r["by_length"] for ab, r in results.items()}))
     print(json.dumps({k: v for k, v in info.items() if k != "results"}, default=str))
     return 0
 

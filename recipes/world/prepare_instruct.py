@@ -12,7 +12,9 @@ is answered from the text instead of the video (docs/world.md, "Session 8"). Wit
 which trained the shipped model) consecutive turns of the shuffled order form a record. `--repeat TYPE=K,...`
 asks every question of those types (`world.questions` types: shape, colour, beeps, ...) K times, in its plain and
 multiple-choice forms, so stage 2 spends more of its answers on them (with `--leak-free` the copies of a
-question land in different records, since a copy gives its own answer away).
+question land in different records, since a copy gives its own answer away). `--mc-only TYPE,...` asks the
+questions of those types in the multiple-choice form only (the form the eval asks): for types the model answers
+anyway (sound, silence, ...) the plain form spends records that the hard types can use (docs/world.md, "Session 24").
 Only the training world is read: nothing of the held-out world (another seed, held-out (shape, colour) pairs) is
 used.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from videollama.evaluation.matching import format_mc_prompt
-from videollama.world.questions import QUESTION_TYPES, video_questions
+from videollama.world.questions import CHOICE_TYPES, QUESTION_TYPES, video_questions
 from videollama.world.scene import rng_for
 
 DESCRIBE = "Describe what you see and hear in the video."
@@ -72,8 +74,18 @@ def parse_repeats(text: str) -> dict[str, int]:
     return reps
 
 
+def parse_types(text: str, flag: str = "--mc-only") -> set[str]:
+    """"sound,silence" -> {"sound", "silence"}; SystemExit naming unknown types or types asked without choices."""
+    types = {t.strip() for t in text.split(",") if t.strip()}
+    if bad := sorted(types - CHOICE_TYPES):
+        raise SystemExit(f"{flag} {text!r}: {bad} are not question types with choices; those are: "
+                         f"{', '.join(sorted(CHOICE_TYPES))}")
+    return types
+
+
 def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str = "videochat_instruct_all.json",
-            leak_free: bool = False, repeats: dict[str, int] | None = None) -> Path:
+            leak_free: bool = False, repeats: dict[str, int] | None = None, mc_only: set[str] | frozenset = frozenset()
+            ) -> Path:
     world = Path(world)
     opts = json.loads((world / "manifest.json").read_text())["options"]
     base = json.loads((world / "videochat" / "videochat_instruct.json").read_text())
@@ -85,7 +97,8 @@ def prepare(world: str | Path, per_record: int = 3, seed: int = 0, out_name: str
         pairs = [{"q": DESCRIBE, "a": scene["caption"]}]
         for q in qs:
             for _ in range((repeats or {}).get(q["type"], 1)):
-                pairs.append({"q": q["question"], "a": q["answer"]})
+                if not (q.get("choices") and q["type"] in mc_only):
+                    pairs.append({"q": q["question"], "a": q["answer"]})
                 if q.get("choices"):
                     options = [q["choices"][i] for i in rng.permutation(len(q["choices"]))]
                     pairs.append({"q": format_mc_prompt(q["question"], options), "a": q["answer"], "stem": q["question"]})
@@ -108,6 +121,8 @@ if __name__ == "__main__":
     ap.add_argument("--leak-free", action="store_true", help="no turn of a record gives a later turn's answer away")
     ap.add_argument("--out-name", default="videochat_instruct_all.json")
     ap.add_argument("--repeat", default="", help="TYPE=K,...: ask each question of these types K times")
+    ap.add_argument("--mc-only", default="", help="TYPE,...: ask these types in the multiple-choice form only")
     a = ap.parse_args()
-    p = prepare(a.world, a.per_record, out_name=a.out_name, leak_free=a.leak_free, repeats=parse_repeats(a.repeat))
+    p = prepare(a.world, a.per_record, out_name=a.out_name, leak_free=a.leak_free, repeats=parse_repeats(a.repeat),
+                mc_only=parse_types(a.mc_only))
     print(f"{p}: {len(json.loads(p.read_text()))} records")

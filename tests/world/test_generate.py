@@ -12,7 +12,7 @@ import pytest
 from videollama.media import load_audio, load_video
 from videollama.world import WorldOptions, generate_world
 from videollama.world import vocab as V
-from videollama.world.questions import KINDS, QUESTION_TYPES
+from videollama.world.questions import CHOICE_TYPES, KINDS, QUESTION_TYPES
 
 from .conftest import scenes_of
 
@@ -63,6 +63,7 @@ def test_questions_balanced_and_canonical(world):
         by_type.setdefault(q["type"], Counter())[q["answer"]] += 1
         assert q["type"] in QUESTION_TYPES[q["kind"]]
         assert 1 <= len(q["answer"].split()) <= 2
+        assert ("choices" in q) == (q["type"] in CHOICE_TYPES), q  # the types that trained records ask in MC form
         if "choices" in q:
             assert q["answer"] in q["choices"] and len(set(q["choices"])) == len(q["choices"])
     for typ, counts in by_type.items():

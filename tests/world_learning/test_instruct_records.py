@@ -11,7 +11,7 @@ import pytest
 from .conftest import RECIPES
 
 sys.path.insert(0, str(RECIPES))
-from prepare_instruct import group_without_leaks, leaks, parse_repeats, prepare  # noqa: E402
+from prepare_instruct import group_without_leaks, leaks, parse_repeats, parse_types, prepare  # noqa: E402
 
 COLOUR = {"q": "What colour is the star?", "a": "blue"}
 SHAPE = {"q": "What shape is the blue object?", "a": "star"}
@@ -94,3 +94,38 @@ def test_repeat_option_is_checked():
                      ("shpae=2", "unknown question type")):
         with pytest.raises(SystemExit, match=why):
             parse_repeats(bad)
+
+
+def test_mc_only_types_lose_their_plain_form_and_nothing_else(world_dir):
+    base = json.loads(prepare(world_dir, per_record=3, out_name="lf.json", leak_free=True).read_text())
+    mc = json.loads(prepare(world_dir, per_record=3, out_name="lf_mc.json", leak_free=True,
+                            mc_only={"sound", "silence"}).read_text())
+
+    def turns(records):
+        return Counter((r["video"], t["q"], t["a"]) for r in records for t in r["QA"])
+
+    plain = {"Which sound can be heard?", "Is there any sound?"}
+    before, after = turns(base), turns(mc)
+    dropped = before - after
+    assert dropped and {q for _, q, _ in dropped} == plain  # exactly the plain forms of the two types
+    assert not after - before and not any(q in plain for _, q, _ in after)
+    for video, q, a in dropped:  # their multiple-choice form stays
+        assert any(v == video and _stem(q2) == q and a2 == a for v, q2, a2 in after)
+
+
+def test_mc_only_option_is_checked():
+    assert parse_types(" sound, silence") == {"sound", "silence"} and parse_types("") == set()
+    for bad in ("shape", "sonud"):  # asked without choices; unknown
+        with pytest.raises(SystemExit, match="not question types with choices"):
+            parse_types(bad)
+
+
+def test_benchmark_refuses_a_bad_mc_only_before_generating_anything(tmp_path):
+    from .conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import world_learning
+
+    with pytest.raises(SystemExit, match="--mc-only 'shape': \\['shape'\\] are not question types with choices"):
+        world_learning.main(["--train", "--work", str(tmp_path / "w"), "--mc-only", "shape"])
+    assert not (tmp_path / "w").exists()

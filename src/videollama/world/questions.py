@@ -19,6 +19,9 @@ KINDS = ("static", "temporal", "audio", "audiovisual")
 QUESTION_TYPES = {"static": ("colour", "shape", "count"), "temporal": ("order", "direction", "change", "new_colour"),
                   "audio": ("sound", "silence", "beeps", "pitch", "timbre", "word", "sound_order"),
                   "audiovisual": ("on_screen", "colour_then", "sound_vs_change")}
+#: the types asked with choices (multiple choice in the eval); the others are answered with a word
+CHOICE_TYPES = frozenset({"order", "direction", "change", "sound", "silence", "pitch", "timbre", "sound_order",
+                          "sound_vs_change"})
 CHANGE_ANSWERS = {"move": "position", "recolour": "colour", "appear": "shape appeared", "disappear": "shape disappeared"}
 
 
