@@ -400,13 +400,16 @@ SHORT_VIDEO_S = 4.0
 
 
 def accuracy_by_length(eval_dir: Path, short_s: float = SHORT_VIDEO_S) -> dict[str, dict[str, dict]]:
-    """{kind or type: {"short" | "long": {"n", "accuracy"}}} of one evaluation (`eval_dir`: its predictions.jsonl
-    and verdicts_offline.jsonl), split by the length of each question's video (the generated world's timeline
-    beside it, `duration`); questions whose video has no timeline are left out."""
-    verdicts = {v["id"]: v["correct"] for v in map(json.loads, (eval_dir / "verdicts_offline.jsonl").open())}
+    """{kind or type: {"short" | "long": {"n", "accuracy"}}} of one evaluation (`eval_dir`: the predictions and
+    verdicts files its summary.json names), split by the length of each question's video (the generated world's
+    timeline beside it, `duration`); questions whose video has no timeline are left out."""
+    from videollama.evaluation.records import read_jsonl
+
+    files = json.loads((eval_dir / "summary.json").read_text())["files"]
+    verdicts = {v["id"]: v["correct"] for v in read_jsonl(eval_dir / files["verdicts"])}
     lengths: dict[str, float | None] = {}
     groups: dict[str, dict[str, list[bool]]] = {}
-    for pred in map(json.loads, (eval_dir / "predictions.jsonl").open()):
+    for pred in read_jsonl(eval_dir / files["predictions"]):
         media = pred["media"]
         if media not in lengths:
             timeline = Path(media).with_suffix(".json")

@@ -25,6 +25,8 @@ def _eval_dir(tmp_path, rows):
         verdicts.append({"id": qid, "scorer": "offline", "correct": correct})
     for name, items in (("predictions", preds), ("verdicts_offline", verdicts)):
         (tmp_path / "eval" / f"{name}.jsonl").write_text("".join(json.dumps(x) + "\n" for x in items))
+    (tmp_path / "eval" / "summary.json").write_text(json.dumps(  # as the eval runner names its files
+        {"files": {"predictions": "predictions.jsonl", "verdicts": "verdicts_offline.jsonl"}}))
     return tmp_path / "eval"
 
 
