@@ -7,8 +7,11 @@
 3. `group_by_length`: the learning proof's stage 2 (recipes/world/stage2_instruct.yaml: tiny "av" model, cached
    features, instruction records of 157-489 tokens) on a small generated world, records/s and padded/real tokens
    with and without length grouping, the two runs alternated in rounds.
+4. `compile`: the same stage 2's forward + backward with the LLM decoder eager and under torch.compile,
+   alternated on the same batches.
 
     python benchmarks/train.py [--steps 3] [--ddp-steps 24] [--group-steps 150 --group-batch 8 --group-rounds 2]
+                               [--compile-batches 40 --compile-batch 16] [--only cache|ddp|group|compile]
 """
 
 from __future__ import annotations
@@ -85,49 +88,108 @@ def ddp_benchmark(steps: int, global_batch: int) -> tuple[float, float]:
     return run(1), run(2)
 
 
-def group_benchmark(steps: int, batch: int, rounds: int) -> dict[bool, dict[str, float]]:
-    """{grouped: {"records_s", "padded_over_real"}} of the world stage 2 (see the module doc), summed over rounds."""
+def small_world_stage2(tmp: Path):
+    """A 60-video world, its leak-free stage-2 file, the tiny world model and its av feature cache under `tmp`;
+    returns (model folder, recipe(k, *overrides) -> the stage-2 TrainRecipe writing to tmp/run<k>)."""
     sys.path.insert(0, str(REPO / "recipes" / "world"))
     from make_model import make_world_model
     from prepare_instruct import prepare
 
     from videollama.model.videollama import VideoLLaMA
-    from videollama.text.tokenizer import load_tokenizer
-    from videollama.training.data import build_training_data
     from videollama.training.data.av_cache import build_av_feature_cache
-    from videollama.training.engine import train
     from videollama.training.recipe import TrainRecipe
     from videollama.world.generate import WorldOptions, generate_world
 
-    tmp = Path(tempfile.mkdtemp(prefix="vl-group-bench-"))
     world = tmp / "world"
     generate_world(world, WorldOptions(n=60, seed=1), workers=2, progress=None)
     prepare(world, leak_free=True)
     model = make_world_model(tmp / "model", seed=0)
 
-    def recipe(grouped: bool, k: int) -> TrainRecipe:
+    def recipe(k: int, *overrides: str) -> TrainRecipe:
         return TrainRecipe.from_yaml(REPO / "recipes/world/stage2_instruct.yaml", [
             f"model={model}", f"output_dir={tmp / f'run{k}'}", f"feature_cache={tmp / 'cache'}",
             f"datasets.0.annotations={world / 'videochat' / 'videochat_instruct_all.json'}",
-            f"datasets.0.media_root={world / 'videos'}", f"optim.batch_size={batch}",
-            f"optim.iters_per_epoch={steps}", f"group_by_length={str(grouped).lower()}"])
+            f"datasets.0.media_root={world / 'videos'}", *overrides])
 
-    encoders = VideoLLaMA.from_pretrained(model)
-    build_av_feature_cache(recipe(False, 0), encoders, tmp / "cache")
+    build_av_feature_cache(recipe(0), VideoLLaMA.from_pretrained(model), tmp / "cache")
+    return model, recipe
+
+
+def group_benchmark(steps: int, batch: int, rounds: int) -> dict[bool, dict[str, float]]:
+    """{grouped: {"records_s", "padded_over_real"}} of the world stage 2 (see the module doc), summed over rounds."""
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.text.tokenizer import load_tokenizer
+    from videollama.training.data import build_training_data
+    from videollama.training.engine import train
+
+    model, stage2 = small_world_stage2(Path(tempfile.mkdtemp(prefix="vl-group-bench-")))
+
+    def recipe(grouped: bool, k: int):
+        return stage2(k, f"optim.batch_size={batch}", f"optim.iters_per_epoch={steps}", "compile=false",
+                      f"group_by_length={str(grouped).lower()}")
+
     out = {g: {"seconds": 0.0, "records": 0, "padded": 0, "real": 0} for g in (False, True)}
     for k in range(rounds):
         for grouped in (False, True) if k % 2 == 0 else (True, False):
             res = train(recipe(grouped, k), resume=False, export=False, progress=False)
             out[grouped]["seconds"] += res.train_seconds
             out[grouped]["records"] += steps * batch
+    config = VideoLLaMA.from_pretrained(model).config
     for grouped in (False, True):  # the padding of the same steps, from the data stream alone
-        data = build_training_data(recipe(grouped, 0), load_tokenizer(model / "llm"), encoders.config)
+        data = build_training_data(recipe(grouped, 0), load_tokenizer(model / "llm"), config)
         for b in data.batches(num_steps=steps, num_workers=0):
             mask = b["attention_mask"]
             out[grouped]["padded"] += mask.numel()
             out[grouped]["real"] += int(mask.sum())
     return {g: {"records_s": v["records"] / v["seconds"], "padded_over_real": v["padded"] / v["real"]}
             for g, v in out.items()}
+
+
+def compile_benchmark(batches: int, batch: int) -> dict[str, float]:
+    """Recipe key `compile`: forward + backward of the world stage 2's loss (batch `batch`, length-grouped records)
+    with the eager LLM decoder and the torch.compile'd one, alternated on the same batches (the first 3 left out
+    as warm-up); also the first compiled call's seconds and the largest relative loss difference."""
+    from videollama.model.videollama import VideoLLaMA
+    from videollama.text.tokenizer import load_tokenizer
+    from videollama.training import engine as E
+    from videollama.training.data import build_training_data
+    from videollama.training.objective import TRAINABLE_MODULES, TokenIds, set_trainable
+
+    model_dir, stage2 = small_world_stage2(Path(tempfile.mkdtemp(prefix="vl-compile-bench-")))
+    recipe = stage2(0, f"optim.batch_size={batch}", f"optim.iters_per_epoch={batches}")
+    tokenizer = load_tokenizer(model_dir / "llm")
+    ids = TokenIds(bos=tokenizer.bos_token_id, pad=tokenizer.unk_token_id, media=tokenizer.image_token_id)
+    losses = {}
+    for compiled in (False, True):  # two copies with the same LoRA init; the second one's decoder compiled
+        model = VideoLLaMA.from_pretrained(model_dir)
+        set_trainable(model, "av")
+        for name in TRAINABLE_MODULES["av"]:
+            getattr(model, name).float()
+        torch.manual_seed(0)
+        E.apply_lora(model, recipe)
+        model.eval()  # no dropout: both copies compute the same numbers
+        if compiled:
+            model.compile_decoder()
+        losses[compiled] = E.BranchLoss(model, "av", ids)
+    data = build_training_data(recipe, tokenizer, losses[False].model.config)
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+    first_compiled, worst = 0.0, 0.0
+    for k, b in enumerate(data.batches(num_steps=batches, num_workers=0)):
+        values = {}
+        for compiled in (False, True) if k % 2 == 0 else (True, False):
+            t = time.perf_counter()
+            value = losses[compiled](b)
+            value.backward()
+            dt = time.perf_counter() - t
+            losses[compiled].zero_grad(set_to_none=True)
+            values[compiled] = float(value.detach())
+            if compiled and k == 0:
+                first_compiled = dt
+            if k >= 3:
+                seconds[compiled].append(dt)
+        worst = max(worst, abs(values[True] - values[False]) / abs(values[False]))
+    eager, compiled = (sum(seconds[c]) / len(seconds[c]) for c in (False, True))
+    return {"eager_s": eager, "compiled_s": compiled, "first_compiled_s": first_compiled, "max_rel_loss_diff": worst}
 
 
 def main() -> None:
@@ -140,7 +202,9 @@ def main() -> None:
     p.add_argument("--group-steps", type=int, default=150, help="stage-2 steps per run of the grouping benchmark")
     p.add_argument("--group-batch", type=int, default=8)
     p.add_argument("--group-rounds", type=int, default=2, help="plain and grouped runs each, alternated")
-    p.add_argument("--only", choices=("cache", "ddp", "group"), default=None, help="run one benchmark only")
+    p.add_argument("--compile-batches", type=int, default=40, help="batches of the compile benchmark")
+    p.add_argument("--compile-batch", type=int, default=16)
+    p.add_argument("--only", choices=("cache", "ddp", "group", "compile"), default=None, help="run one benchmark only")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
     print(f"load average {os.getloadavg()[0]:.2f} (a shared machine: small ops suffer most from busy cores)")
@@ -161,6 +225,12 @@ def main() -> None:
               f"plain {r[False]['records_s']:.1f} records/s (padded/real tokens {r[False]['padded_over_real']:.2f}), "
               f"group_by_length {r[True]['records_s']:.1f} records/s ({r[True]['padded_over_real']:.2f}) -> "
               f"{r[True]['records_s'] / r[False]['records_s']:.2f}x")
+    if args.only in (None, "compile"):
+        r = compile_benchmark(args.compile_batches, args.compile_batch)
+        print(f"[compile] world stage 2, batch {args.compile_batch}, {args.compile_batches} batches alternated: "
+              f"forward + backward eager {r['eager_s']:.3f} s, compiled LLM decoder {r['compiled_s']:.3f} s -> "
+              f"{r['eager_s'] / r['compiled_s']:.2f}x (first compiled call {r['first_compiled_s']:.1f} s; "
+              f"largest relative loss difference {r['max_rel_loss_diff']:.1e})")
 
 
 if __name__ == "__main__":

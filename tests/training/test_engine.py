@@ -119,6 +119,39 @@ def test_lora_trains_adapters_and_keeps_llm_frozen(tiny_model, tmp_path):
     assert not any("lora" in n for n, _ in merged.named_parameters())
 
 
+def test_compile_gives_eager_numbers_and_exports(tiny_model, tmp_path):
+    """Recipe key `compile`: the loss's LLM decoder (LoRA inside) through torch.compile trains to eager's losses and
+    weights, over caption and instruction batches, and the export (LoRA merged) neither keeps nor needs it."""
+    from torch._dynamo.utils import counters
+
+    from videollama.model.videollama import VideoLLaMA
+
+    common = ("lora={r: 4, alpha: 8, dropout: 0.0}", "optim.init_lr=1.0e-2")
+    eager = train(recipe(tiny_model, tmp_path / "eager", *common), data_factory=make_batches, resume=False,
+                  progress=False)
+    counters.clear()
+    compiled = train(recipe(tiny_model, tmp_path / "compiled", *common, "compile=true"), data_factory=make_batches,
+                     resume=False, progress=False)
+    assert counters["stats"]["unique_graphs"] >= 1  # the decoder did run compiled
+    assert compiled.losses == pytest.approx(eager.losses, rel=1e-4, abs=1e-5)
+    assert "_compiled_decoder" not in compiled.model.__dict__
+    a = dict(VideoLLaMA.from_pretrained(tmp_path / "eager" / "final").named_parameters())
+    b = dict(VideoLLaMA.from_pretrained(tmp_path / "compiled" / "final").named_parameters())
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+def test_compile_without_a_cpp_compiler_is_refused(tiny_model, tmp_path, monkeypatch):
+    import shutil
+
+    from videollama.errors import ConfigError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="compile: true needs a C\\+\\+ compiler"):
+        train(recipe(tiny_model, tmp_path / "run", "compile=true"), data_factory=make_batches, resume=False,
+              progress=False)
+
+
 def test_export_final_writes_both_official_files_for_audio_visual(tmp_path) -> None:
     import torch
 

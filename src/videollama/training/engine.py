@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -165,6 +166,17 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
     llm = getattr(model, "llm", None)
     if llm is not None and hasattr(llm, "enable_input_require_grads"):
         llm.enable_input_require_grads()
+
+
+def compile_llm_decoder(model: nn.Module, recipe: TrainRecipe, device: torch.device, fsdp: bool) -> None:
+    """Recipe key `compile`: the loss's LLM decoder through torch.compile (`VideoLLaMA.compile_decoder`)."""
+    if fsdp:
+        raise ConfigError(f"recipe '{recipe.name}': compile: true is not supported with strategy fsdp (use ddp)")
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        raise ConfigError(f"recipe '{recipe.name}': compile: true needs a C++ compiler on CPU (no g++, c++ or clang++ "
+                          "on PATH; install one, e.g. apt install g++, or set compile: false)")
+    if not model.compile_decoder():
+        raise ConfigError(f"recipe '{recipe.name}': compile: true needs an LLM with a plain decoder + output head")
 
 
 def _train_mode(model: nn.Module, branch: Branch) -> None:
@@ -334,6 +346,8 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
         optimizer = build_optimizer(model, optim)
         scheduler = OfficialLRScheduler(optimizer, optim)
         loss_module, optimizer_p = accelerator.prepare(BranchLoss(model, branch, ids), optimizer)
+    if recipe.compile:
+        compile_llm_decoder(model, recipe, accelerator.device, fsdp)
     batches = (data_factory or default_data_factory)(recipe, tokenizer, model.config, rank, world)
 
     step = 0
@@ -403,6 +417,8 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     result.train_seconds = time.perf_counter() - t_loop
+    if recipe.compile:
+        model.compile_decoder(False)  # the export merges LoRA into the LLM: leave no stale compiled graph behind
     result.steps = step
 
     if export and step >= total:

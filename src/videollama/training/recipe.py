@@ -98,6 +98,7 @@ class TrainRecipe:
     log_with: tuple[str, ...] = ("tensorboard",)
     instruct_max_len: int = 512  # hard-coded 512 officially (quirk 27)
     group_by_length: bool = False  # batches of samples of about the same text length: less padding (not official)
+    compile: bool = False  # torch.compile the LLM decoder in the loss (same numbers, faster; CPU needs a C++ compiler)
 
     def __post_init__(self) -> None:
         if not self.datasets:
