@@ -141,15 +141,23 @@ def test_compile_gives_eager_numbers_and_exports(tiny_model, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
 
 
-def test_compile_without_a_cpp_compiler_is_refused(tiny_model, tmp_path, monkeypatch):
-    import shutil
-
+def test_compile_refusals_are_one_line(tmp_path, monkeypatch):
+    """On CPU without the C++ compiler inductor would call ($CXX, else g++), and with FSDP sharding, `compile` is
+    refused before anything is loaded, with one line naming the recipe and the fix."""
     from videollama.errors import ConfigError
+    from videollama.training.engine import check_compile
 
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(ConfigError, match="compile: true needs a C\\+\\+ compiler"):
-        train(recipe(tiny_model, tmp_path / "run", "compile=true"), data_factory=make_batches, resume=False,
-              progress=False)
+    r = recipe(tmp_path / "no-model", tmp_path / "run", "compile=true")
+    from torch._inductor import config as inductor_config
+
+    missing = str(tmp_path / "no-such-compiler")
+    monkeypatch.setenv("CXX", missing)  # inductor reads $CXX at import: its config is patched too
+    with inductor_config.patch({"cpp.cxx": (None, missing)}):
+        with pytest.raises(ConfigError, match=r"compile: true needs a C\+\+ compiler on CPU") as err:
+            check_compile(r, torch.device("cpu"), fsdp=False)
+    assert "\n" not in str(err.value) and "no-such-compiler" in str(err.value) and r.name in str(err.value)
+    with pytest.raises(ConfigError, match="not supported with strategy fsdp"):
+        check_compile(r, torch.device("cpu"), fsdp=True)
 
 
 def test_export_final_writes_both_official_files_for_audio_visual(tmp_path) -> None:

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -168,15 +167,27 @@ def enable_gradient_checkpointing(model: nn.Module) -> None:
         llm.enable_input_require_grads()
 
 
-def compile_llm_decoder(model: nn.Module, recipe: TrainRecipe, device: torch.device, fsdp: bool) -> None:
-    """Recipe key `compile`: the loss's LLM decoder through torch.compile (`VideoLLaMA.compile_decoder`)."""
+def check_compile(recipe: TrainRecipe, device: torch.device, fsdp: bool) -> None:
+    """Recipe key `compile`, before anything is loaded: refused with FSDP sharding, and on CPU without the C++
+    compiler that torch's inductor will call ($CXX, else g++; found by inductor's own search)."""
     if fsdp:
         raise ConfigError(f"recipe '{recipe.name}': compile: true is not supported with strategy fsdp (use ddp)")
-    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
-        raise ConfigError(f"recipe '{recipe.name}': compile: true needs a C++ compiler on CPU (no g++, c++ or clang++ "
-                          "on PATH; install one, e.g. apt install g++, or set compile: false)")
+    if device.type == "cpu":
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        try:
+            get_cpp_compiler()
+        except Exception as exc:  # inductor's InvalidCxxCompiler (a multi-line message)
+            raise ConfigError(f"recipe '{recipe.name}': compile: true needs a C++ compiler on CPU, and "
+                              f"{os.environ.get('CXX') or 'g++'} was not found (install g++, set $CXX, or set "
+                              f"compile: false)") from exc
+
+
+def compile_llm_decoder(model: nn.Module, recipe: TrainRecipe) -> None:
+    """Recipe key `compile`: the loss's LLM decoder through torch.compile (`VideoLLaMA.compile_decoder`)."""
     if not model.compile_decoder():
-        raise ConfigError(f"recipe '{recipe.name}': compile: true needs an LLM with a plain decoder + output head")
+        raise ConfigError(f"recipe '{recipe.name}': compile: true needs an LLM whose logits are its output head over "
+                          f"its decoder; {type(model.llm).__name__} is not (sharded, or it scales or caps its logits)")
 
 
 def _train_mode(model: nn.Module, branch: Branch) -> None:
@@ -293,6 +304,8 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     if kill_after_step is None and os.environ.get(KILL_ENV):
         kill_after_step = int(os.environ[KILL_ENV])
     D.seed_everything(recipe.seed + rank)  # official: 42 + rank
+    if recipe.compile:
+        check_compile(recipe, accelerator.device, recipe.strategy == "fsdp" and world > 1)
 
     model = load_model(recipe)
     tokenizer = load_tokenizer(Path(recipe.model) / "llm")
@@ -347,7 +360,7 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
         scheduler = OfficialLRScheduler(optimizer, optim)
         loss_module, optimizer_p = accelerator.prepare(BranchLoss(model, branch, ids), optimizer)
     if recipe.compile:
-        compile_llm_decoder(model, recipe, accelerator.device, fsdp)
+        compile_llm_decoder(model, recipe)
     batches = (data_factory or default_data_factory)(recipe, tokenizer, model.config, rank, world)
 
     step = 0
