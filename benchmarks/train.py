@@ -117,7 +117,7 @@ def small_world_stage2(tmp: Path):
 
 def group_benchmark(steps: int, batch: int, rounds: int) -> dict[bool, dict[str, float]]:
     """{grouped: {"records_s", "padded_over_real"}} of the world stage 2 (see the module doc), summed over rounds."""
-    from videollama.model.videollama import VideoLLaMA
+    from videollama.checkpoint.folder import read_config
     from videollama.text.tokenizer import load_tokenizer
     from videollama.training.data import build_training_data
     from videollama.training.engine import train
@@ -134,9 +134,8 @@ def group_benchmark(steps: int, batch: int, rounds: int) -> dict[bool, dict[str,
             res = train(recipe(grouped, k), resume=False, export=False, progress=False)
             out[grouped]["seconds"] += res.train_seconds
             out[grouped]["records"] += steps * batch
-    config = VideoLLaMA.from_pretrained(model).config
     for grouped in (False, True):  # the padding of the same steps, from the data stream alone
-        data = build_training_data(recipe(grouped, 0), load_tokenizer(model / "llm"), config)
+        data = build_training_data(recipe(grouped, 0), load_tokenizer(model / "llm"), read_config(model))
         for b in data.batches(num_steps=steps, num_workers=0):
             mask = b["attention_mask"]
             out[grouped]["padded"] += mask.numel()
@@ -149,29 +148,24 @@ def compile_benchmark(batches: int, batch: int) -> dict[str, float]:
     """Recipe key `compile`: forward + backward of the world stage 2's loss (batch `batch`, length-grouped records)
     with the eager LLM decoder and the torch.compile'd one, alternated on the same batches (the first 3 left out
     as warm-up); also the first compiled call's seconds and the largest relative loss difference."""
+    from videollama.checkpoint.folder import read_config
     from videollama.model.videollama import VideoLLaMA
     from videollama.text.tokenizer import load_tokenizer
-    from videollama.training import engine as E
     from videollama.training.data import build_training_data
-    from videollama.training.objective import TRAINABLE_MODULES, TokenIds, set_trainable
+    from videollama.training.engine import BranchLoss, prepare_trainable
 
     model_dir, stage2 = small_world_stage2(Path(tempfile.mkdtemp(prefix="vl-compile-bench-")))
     recipe = stage2(0, f"optim.batch_size={batch}", f"optim.iters_per_epoch={batches}")
-    tokenizer = load_tokenizer(model_dir / "llm")
-    ids = TokenIds(bos=tokenizer.bos_token_id, pad=tokenizer.unk_token_id, media=tokenizer.image_token_id)
+    data = build_training_data(recipe, load_tokenizer(model_dir / "llm"), read_config(model_dir))
     losses = {}
     for compiled in (False, True):  # two copies with the same LoRA init; the second one's decoder compiled
         model = VideoLLaMA.from_pretrained(model_dir)
-        set_trainable(model, "av")
-        for name in TRAINABLE_MODULES["av"]:
-            getattr(model, name).float()
         torch.manual_seed(0)
-        E.apply_lora(model, recipe)
+        prepare_trainable(model, recipe)
         model.eval()  # no dropout: both copies compute the same numbers
         if compiled:
             model.compile_decoder()
-        losses[compiled] = E.BranchLoss(model, "av", ids)
-    data = build_training_data(recipe, tokenizer, losses[False].model.config)
+        losses[compiled] = BranchLoss(model, recipe.branch, data.token_ids)
     seconds: dict[bool, list[float]] = {False: [], True: []}
     first_compiled, worst = 0.0, 0.0
     for k, b in enumerate(data.batches(num_steps=batches, num_workers=0)):

@@ -129,6 +129,15 @@ def _load_4bit(folder: Path) -> nn.Module:
     return model.eval()
 
 
+def prepare_trainable(model: nn.Module, recipe: TrainRecipe) -> tuple[int, int]:
+    """The recipe branch's trainable modules unfrozen and in fp32 (official: autocast does the rest), then the
+    recipe's LoRA adapters if any -> (trainable parameters, LoRA parameters)."""
+    count = set_trainable(model, recipe.branch)
+    for name in TRAINABLE_MODULES[recipe.branch]:
+        getattr(model, name).float()
+    return count, apply_lora(model, recipe) if recipe.lora is not None else 0
+
+
 def apply_lora(model: nn.Module, recipe: TrainRecipe) -> int:
     """Wrap `model.llm` with peft LoRA adapters (after official freezing); returns the adapter parameter count."""
     try:
@@ -312,10 +321,7 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id  # official: unk
     ids = TokenIds(bos=tokenizer.bos_token_id, pad=pad, media=tokenizer.image_token_id)
     branch: Branch = recipe.branch
-    count = set_trainable(model, branch)
-    for name in TRAINABLE_MODULES[branch]:  # trainable modules in fp32 (official: autocast does the rest)
-        getattr(model, name).float()
-    lora_count = apply_lora(model, recipe) if recipe.lora is not None else 0
+    count, lora_count = prepare_trainable(model, recipe)
     if main:
         print(f"[train] {recipe.name}: branch {branch.upper()}, trainable parameters: {count:,}"
               + (f" + LoRA {lora_count:,}" if lora_count else ""), flush=True)
@@ -453,11 +459,7 @@ def unsharded_copy(recipe: TrainRecipe, model: nn.Module) -> nn.Module:
     folder again (frozen weights never change; the frozen-but-sharded ones would need an all-gather), same freezing
     and LoRA structure, then the trained (replicated, so complete on every rank) parameters copied in."""
     fresh = load_model(recipe)
-    set_trainable(fresh, recipe.branch)
-    for name in TRAINABLE_MODULES[recipe.branch]:
-        getattr(fresh, name).float()
-    if recipe.lora is not None:
-        apply_lora(fresh, recipe)
+    prepare_trainable(fresh, recipe)
     trained = ckpt.trainable_state(model)
     params = {n: p for n, p in fresh.named_parameters() if p.requires_grad}
     if params.keys() != trained.keys():
