@@ -313,13 +313,13 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     if kill_after_step is None and os.environ.get(KILL_ENV):
         kill_after_step = int(os.environ[KILL_ENV])
     D.seed_everything(recipe.seed + rank)  # official: 42 + rank
+    fsdp = recipe.strategy == "fsdp" and world > 1
     if recipe.compile:
-        check_compile(recipe, accelerator.device, recipe.strategy == "fsdp" and world > 1)
+        check_compile(recipe, accelerator.device, fsdp)
 
     model = load_model(recipe)
     tokenizer = load_tokenizer(Path(recipe.model) / "llm")
-    pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id  # official: unk
-    ids = TokenIds(bos=tokenizer.bos_token_id, pad=pad, media=tokenizer.image_token_id)
+    ids = TokenIds.from_tokenizer(tokenizer)  # official pad: unk
     branch: Branch = recipe.branch
     count, lora_count = prepare_trainable(model, recipe)
     if main:
@@ -345,7 +345,6 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     if recipe.gradient_checkpointing:
         checkpointing_layers_on(model)
     optim = recipe.optim
-    fsdp = recipe.strategy == "fsdp" and world > 1
     if recipe.strategy == "fsdp" and world == 1 and main:
         print("[train] strategy fsdp with one process: nothing to shard, training unsharded", file=sys.stderr)
     if fsdp:

@@ -41,6 +41,14 @@ class TokenIds:
     pad: int
     media: int  # `<ImageHere>`
 
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> TokenIds:
+        """bos, pad = unk (official; the pad id where there is no unk) and `<ImageHere>`."""
+        pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
+        if pad is None:
+            raise ValueError("the tokenizer has neither an unk nor a pad id")
+        return cls(bos=int(tokenizer.bos_token_id), pad=int(pad), media=int(tokenizer.image_token_id))
+
 
 def set_trainable(model: nn.Module, branch: Branch) -> int:
     """Freeze everything but the branch's modules (official freezing); returns the trainable parameter count."""

@@ -243,11 +243,7 @@ def build_training_data(recipe, tokenizer, model_config, feature_cache=None, *, 
     counter = counter if counter is not None else SkipCounter()
     n_media = num_media_tokens(model_config, recipe.branch)
     n_audio = num_audio_tokens(model_config) if recipe.branch == "av" else 0
-    unk = tokenizer.unk_token_id
-    pad = unk if unk is not None else tokenizer.pad_token_id
-    if pad is None:
-        raise ValueError("the tokenizer has neither an unk nor a pad id")
-    token_ids = TokenIds(bos=int(tokenizer.bos_token_id), pad=int(pad), media=int(tokenizer.image_token_id))
+    token_ids = TokenIds.from_tokenizer(tokenizer)
     datasets: dict[str, TrainingDataset] = {}
     weights: dict[str, float] = {}
     prompts: dict[str, list] = {}
