@@ -70,7 +70,7 @@ def _loss_and_grads(tiny_model, tmp_path, branch: str, checkpointing: bool):
             first = next(module.children())
             first.register_forward_hook(lambda m, a, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
     tok = load_tokenizer(tiny_model / "llm")
-    ids = TokenIds(bos=tok.bos_token_id, pad=tok.unk_token_id, media=tok.image_token_id)
+    ids = TokenIds.from_tokenizer(tok)
     batches = make_batches(recipe(tiny_model, tmp_path / "r", f"branch={branch}"), tok, model.config, 0, 1)
     losses = []
     for _ in range(2):  # a caption batch, then an instruction batch
