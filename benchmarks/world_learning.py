@@ -13,6 +13,9 @@ world frames (--vision-steps; world.vision_pretraining: ViT + image Q-Former) an
 world sounds (--audio-steps; world.audio_pretraining); --save-encoders FILE writes them as the shipped file was
 made. Then the "av" frozen-feature cache (training.data.av_cache; one cache for both stages) and the two recipes
 of recipes/world/ through the training engine (`videollama.training.engine.train`, what `videollama train` runs).
+WORK/progress.json records each finished step; `--train --resume` continues an interrupted run: finished steps are
+kept when the options are the same, and the stage that was running goes on from its newest checkpoint (the world
+recipes write one every 500 steps).
 
 Evaluation: the `world` eval task (`videollama eval world`) on the held-out questions.jsonl, per kind, under
 (a) the model as trained; (b) frame position embeddings zeroed; (c) the 8 sampled frames shuffled (a fixed
@@ -97,6 +100,64 @@ def _log(msg: str) -> None:
     print(f"[world_learning] {msg}", file=sys.stderr, flush=True)
 
 
+#: `--train` options that do not change what the run trains (evaluation, parallelism, this flag): left out of the
+#: options a `--resume` must match.
+NOT_TRAINING_OPTIONS = ("train", "work", "model", "heldout", "ablations", "limit", "motion_probe", "max_new_tokens",
+                        "workers", "threads", "resume", "ship")
+
+
+class Progress:
+    """WORK/progress.json: a `--train` run's options and the steps it finished, rewritten atomically after each,
+    so that `--resume` continues an interrupted run (the default command takes 20-55 min on 2 cores) from the
+    first step not finished. Once a step runs again, every later step does too (each reads its predecessors)."""
+
+    STEPS = ("generate", "model", "cache", "stage1", "stage2")
+
+    def __init__(self, work: Path, options: dict, resume: bool):
+        self.path, self.options, self.done = work / "progress.json", options, {}
+        self._keeping = resume
+        self.resuming: str | None = None  # the first step run again: only it may go on from its own checkpoints
+        if resume and self.path.is_file():
+            try:
+                saved = json.loads(self.path.read_text())
+                old, done = saved["options"], saved["done"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise SystemExit(f"--resume: {self.path} is not a progress file of this script ({e}); "
+                                 "drop --resume to start over") from None
+            if old != options:
+                diff = sorted(k for k in set(old) | set(options) if old.get(k) != options.get(k))
+                raise SystemExit(f"--resume: {work} holds a run with other options (differs: {', '.join(diff)}); "
+                                 "drop --resume to start over there, or give another --work")
+            self.done = {k: v for k, v in done.items() if k in self.STEPS}
+        elif resume:
+            _log(f"--resume: nothing to resume in {work}; starting from the beginning")
+
+    def finished(self, step: str) -> dict | None:
+        """What `step` recorded when it finished, if this run keeps it; None: run it (and every later step)."""
+        if self._keeping and step in self.done:
+            _log(f"--resume: kept step '{step}' of the earlier run")
+            return self.done[step]
+        if self._keeping:
+            self.resuming = step
+        self._keeping = False
+        return None
+
+    def record(self, step: str, info: dict) -> None:
+        later = self.STEPS[self.STEPS.index(step):]
+        self.done = {k: v for k, v in self.done.items() if k not in later} | {step: info}
+        from videollama.default_model import _atomic_write_text
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(self.path, json.dumps({"options": self.options, "done": self.done}, indent=1,
+                                                 default=str) + "\n")
+
+
+def training_options(a: argparse.Namespace) -> dict:
+    """The parsed `--train` options that decide what is trained, as JSON values (what `--resume` compares)."""
+    return json.loads(json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in NOT_TRAINING_OPTIONS},
+                                 default=str))
+
+
 def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, stage: int, extra=()) -> list[str]:
     ann = world / "webvid" if stage == 1 else world / "videochat" / "videochat_instruct_all.json"
     ov = [f"model={model}", f"output_dir={out}", f"datasets.0.annotations={ann}", f"datasets.0.media_root={world / 'videos'}"]
@@ -107,16 +168,18 @@ def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, st
     return ov + list(extra)
 
 
-def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None = None) -> tuple[Path, dict]:
+def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None = None,
+                resume: bool = False) -> tuple[Path, dict]:
     """One recipe through the engine; the final model folder (LoRA merged) is written here (see docs/world.md:
     the engine's export of the official .pth has no "av" layout yet, so export=False + save_pretrained).
     `adapters`: {"out": folder, "seed": .., "data_hash": .., "recipes": [..]} writes the default model's
-    adapters (media adapters + LoRA, `default_model.save_adapters`) before LoRA is merged."""
+    adapters (media adapters + LoRA, `default_model.save_adapters`) before LoRA is merged. `resume`: go on from
+    the newest checkpoint in the recipe's output_dir, if any (the world recipes write one every 500 steps)."""
     from videollama.training.engine import FINAL_DIR, train
     from videollama.training.recipe import TrainRecipe
 
     recipe = TrainRecipe.from_yaml(recipe_path, overrides)
-    res = train(recipe, resume=False, export=False, progress=False)
+    res = train(recipe, resume=resume, export=False, progress=False)
     model = res.model
     if adapters is not None:
         from videollama.default_model import save_adapters
@@ -130,7 +193,10 @@ def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None =
     losses = res.losses
     k = max(1, len(losses) // 10)
     info = {"steps": res.steps, "train_s": round(res.train_seconds, 1), "total_s": round(res.seconds, 1),
-            "loss_first": round(sum(losses[:k]) / k, 4), "loss_last": round(sum(losses[-k:]) / k, 4)}
+            "loss_first": round(sum(losses[:k]) / k, 4) if losses else None,
+            "loss_last": round(sum(losses[-k:]) / k, 4) if losses else None}
+    if res.resumed_from:
+        info["resumed_from"] = res.resumed_from
     _log(f"{recipe.name}: {info}")
     info["losses"] = [round(x, 4) for x in losses]
     info["recipe"] = recipe.to_dict()
@@ -158,64 +224,80 @@ def run_training(a) -> dict:
     repeats = parse_repeats(a.repeat)  # checked before anything is generated
     mc_only = parse_types(a.mc_only)
     work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
+    progress = Progress(work, training_options(a), a.resume)
     times: dict[str, Any] = {}
-    t = time.perf_counter()
-    train_w, held_w = work / "train", work / "heldout"
-    generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
-    generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split), workers=a.workers,
-                   overwrite=True, progress=None)
-    prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats, mc_only=mc_only)
-    times["generate_s"] = round(time.perf_counter() - t, 1)
-    model0 = make_world_model(work / "model", seed=a.model_seed) if a.preset == "tiny" else make_smol_model(work / "model", a.model_seed)
-    if a.encoders in ("shipped", "continue"):
-        times["encoders"] = load_world_encoders(model0, Path(a.encoders_base) if a.encoders_base
-                                                else SHIPPED_ENCODERS[a.preset])
-    if a.encoders != "shipped":
-        cont = a.encoders == "continue"
-        vision_steps = a.vision_steps if a.vision_steps is not None else (
-            VISION_CONTINUE["steps"] if cont else VISION_STEPS[a.preset])
-        audio_steps = a.audio_steps if a.audio_steps is not None else (
-            AUDIO_CONTINUE["steps"] if cont else AUDIO_STEPS[a.preset])
-        times.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
-                                             MIMETIC_ATTENTION[a.preset], continue_training=cont,
-                                             vision_continue=a.vision_continue))
-        if a.save_encoders:
-            save_world_encoders(model0, Path(a.save_encoders), {
-                "command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]), "preset": a.preset,
-                "model_seed": a.model_seed, **({"base": times["encoders"]} if cont else {}),
-                **{k: times[k] for k in ("vision_pretraining", "audio_pretraining") if k in times}})
-    t = time.perf_counter()
-    cache = work / "av_cache"
-    import shutil
+    train_w, held_w, model0, cache = work / "train", work / "heldout", work / "model", work / "av_cache"
+    if (kept := progress.finished("generate")) is None:
+        t = time.perf_counter()
+        generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
+        generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split),
+                       workers=a.workers, overwrite=True, progress=None)
+        prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats, mc_only=mc_only)
+        progress.record("generate", kept := {"generate_s": round(time.perf_counter() - t, 1)})
+    times.update(kept)
+    if (kept := progress.finished("model")) is None:
+        kept = {}
+        make_world_model(model0, seed=a.model_seed) if a.preset == "tiny" else make_smol_model(model0, a.model_seed)
+        if a.encoders in ("shipped", "continue"):
+            kept["encoders"] = load_world_encoders(model0, Path(a.encoders_base) if a.encoders_base
+                                                   else SHIPPED_ENCODERS[a.preset])
+        if a.encoders != "shipped":
+            cont = a.encoders == "continue"
+            vision_steps = a.vision_steps if a.vision_steps is not None else (
+                VISION_CONTINUE["steps"] if cont else VISION_STEPS[a.preset])
+            audio_steps = a.audio_steps if a.audio_steps is not None else (
+                AUDIO_CONTINUE["steps"] if cont else AUDIO_STEPS[a.preset])
+            kept.update(pretrain_world_encoders(model0, vision_steps, audio_steps, a.model_seed, a.threads,
+                                                MIMETIC_ATTENTION[a.preset], continue_training=cont,
+                                                vision_continue=a.vision_continue))
+            if a.save_encoders:
+                save_world_encoders(model0, Path(a.save_encoders), {
+                    "command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]), "preset": a.preset,
+                    "model_seed": a.model_seed, **({"base": kept["encoders"]} if cont else {}),
+                    **{k: kept[k] for k in ("vision_pretraining", "audio_pretraining") if k in kept}})
+        progress.record("model", kept)
+    times.update(kept)
+    if (kept := progress.finished("cache")) is None:
+        t = time.perf_counter()
+        import shutil
 
-    shutil.rmtree(cache, ignore_errors=True)
-    from videollama.model.videollama import VideoLLaMA
+        shutil.rmtree(cache, ignore_errors=True)
+        from videollama.model.videollama import VideoLLaMA
 
-    enc = VideoLLaMA.from_pretrained(model0)
-    with _threads(a.threads):
-        for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
-            r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
-            build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype, views=a.cache_views)
-    if enc.config.standardize_media_features:
-        fit_standardizer(enc, cache)
-        enc.save_pretrained(model0, overwrite=True)
-    del enc
-    times["cache_s"] = round(time.perf_counter() - t, 1)
-    s1, info1 = train_stage(RECIPES / STAGE_RECIPES[a.preset][0],
-                            recipe_overrides(train_w, model0, work / "stage1", cache, 1, a.stage1))
-    adapters = None
-    if a.preset == "smol":
-        adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
-                    "recipes": [info1["recipe"]],
-                    "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
-                              "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record, "leak_free": a.leak_free,
-                                        "repeat": a.repeat, "mc_only": a.mc_only},
-                              **{k: times.get(k) or (times.get("encoders") or {}).get(k)
-                                 for k in ("vision_pretraining", "audio_pretraining")}}}
-    s2, info2 = train_stage(RECIPES / STAGE_RECIPES[a.preset][1],
-                            recipe_overrides(train_w, s1, work / "stage2", cache, 2, a.stage2), adapters)
-    times["stage1"], times["stage2"] = info1, info2
-    return {"model": str(s2), "heldout": str(held_w), "times": times}
+        enc = VideoLLaMA.from_pretrained(model0)
+        with _threads(a.threads):
+            for stage, rp in ((1, STAGE_RECIPES[a.preset][0]), (2, STAGE_RECIPES[a.preset][1])):
+                r = TrainRecipe.from_yaml(RECIPES / rp, recipe_overrides(train_w, model0, work / "x", None, stage))
+                build_av_feature_cache(r, enc, cache, dtype=a.cache_dtype, views=a.cache_views)
+        if enc.config.standardize_media_features:
+            fit_standardizer(enc, cache)
+            enc.save_pretrained(model0, overwrite=True)
+        del enc
+        progress.record("cache", kept := {"cache_s": round(time.perf_counter() - t, 1)})
+    times.update(kept)
+    stage_runs = {}
+    for stage in (1, 2):
+        name = f"stage{stage}"
+        if (info := progress.finished(name)) is None:
+            adapters = None
+            if a.preset == "smol" and stage == 2:  # the default model's adapters, with what made them
+                adapters = {"out": work / "adapters", "seed": a.model_seed, "data_hash": world_data_hash(train_w),
+                            "recipes": [stage_runs[1]["recipe"]],
+                            "extra": {"command": "python benchmarks/world_learning.py " + " ".join(sys.argv[1:]),
+                                      "world": {"n": a.n, "seed": a.seed, "per_record": a.per_record,
+                                                "leak_free": a.leak_free, "repeat": a.repeat, "mc_only": a.mc_only},
+                                      **{k: times.get(k) or (times.get("encoders") or {}).get(k)
+                                         for k in ("vision_pretraining", "audio_pretraining")}}}
+            base = model0 if stage == 1 else Path(stage_runs[1]["model"])
+            final, info = train_stage(RECIPES / STAGE_RECIPES[a.preset][stage - 1],
+                                      recipe_overrides(train_w, base, work / name, cache, stage,
+                                                       a.stage1 if stage == 1 else a.stage2),
+                                      adapters, resume=progress.resuming == name)
+            info["model"] = str(final)
+            progress.record(name, info)
+        stage_runs[stage] = info
+        times[name] = info
+    return {"model": stage_runs[2]["model"], "heldout": str(held_w), "times": times}
 
 
 def fit_standardizer(model, cache: Path) -> None:
@@ -574,6 +656,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", action="store_true", help="generate the worlds and train both stages first")
     ap.add_argument("--work", default="runs/world", help="working folder (--train)")
+    ap.add_argument("--resume", action="store_true", help="--train: continue the run in --work where it stopped "
+                    "(WORK/progress.json): finished steps are kept if its options were the same, a stage goes on "
+                    "from its newest checkpoint")
     ap.add_argument("--model", help="trained model folder (without --train)")
     ap.add_argument("--heldout", help="held-out world folder (without --train)")
     ap.add_argument("--preset", choices=sorted(STAGE_RECIPES), default="tiny", help="model: tiny (random LLM) "
@@ -653,6 +738,8 @@ def main(argv=None) -> int:
         ap.error("--encoders-base needs --encoders continue or shipped")
     if a.motion_probe and not a.train and not (Path(a.motion_probe) / "videos").is_dir():
         ap.error(f"--motion-probe {a.motion_probe}: not a generated world (no videos/ folder)")
+    if a.resume and not a.train:
+        ap.error("--resume needs --train")
     if a.ship and not (a.train and a.preset == "smol"):
         ap.error("--ship needs --train --preset smol")
     if a.ship and a.heldout_split != "heldout":
