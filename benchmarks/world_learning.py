@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -259,8 +260,6 @@ def run_training(a) -> dict:
     times.update(kept)
     if (kept := progress.finished("cache")) is None:
         t = time.perf_counter()
-        import shutil
-
         shutil.rmtree(cache, ignore_errors=True)
         from videollama.model.videollama import VideoLLaMA
 
@@ -289,6 +288,8 @@ def run_training(a) -> dict:
                                       **{k: times.get(k) or (times.get("encoders") or {}).get(k)
                                          for k in ("vision_pretraining", "audio_pretraining")}}}
             base = model0 if stage == 1 else Path(stage_runs[1]["model"])
+            if progress.resuming != name:  # a stage trained afresh: an earlier run's checkpoints must not outlive it
+                shutil.rmtree(work / name / "checkpoints", ignore_errors=True)
             final, info = train_stage(RECIPES / STAGE_RECIPES[a.preset][stage - 1],
                                       recipe_overrides(train_w, base, work / name, cache, stage,
                                                        a.stage1 if stage == 1 else a.stage2),
@@ -635,7 +636,6 @@ def type_table(results: dict) -> str:
 def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     """Record the held-out accuracy in the adapters' provenance and copy them into the package's assets."""
     import os
-    import shutil
 
     from videollama.default_model import PROVENANCE_FILE, _atomic_write_text
 

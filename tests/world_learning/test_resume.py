@@ -69,3 +69,9 @@ def test_train_resumes_an_interrupted_stage_from_its_checkpoint(tmp_path, capsys
     assert (work / "stage2" / "final" / "config.json").is_file()
     with pytest.raises(SystemExit, match=r"other options \(differs: stage2\)"):
         main(argv[:-1] + ["optim.batch_size=1", "--resume"])
+    # a run that starts over (no --resume) trains stage 2 afresh: the earlier run's checkpoints go first, so that a
+    # later --resume cannot pick up a checkpoint newer than the new run's own
+    stale = ckpts / "step-00000099"
+    shutil.copytree(ckpts / "step-00000004", stale)
+    assert main(argv) == 0
+    assert sorted(p.name for p in ckpts.iterdir()) == ["step-00000002", "step-00000004"]
