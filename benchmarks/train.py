@@ -131,7 +131,7 @@ def group_benchmark(steps: int, batch: int, rounds: int) -> dict[bool, dict[str,
     out = {g: {"seconds": 0.0, "records": 0, "padded": 0, "real": 0} for g in (False, True)}
     for k in range(rounds):
         for grouped in (False, True) if k % 2 == 0 else (True, False):
-            res = train(recipe(grouped, k), resume=False, export=False, progress=False)
+            res = train(recipe(grouped, k), resume=False, overwrite=True, export=False, progress=False)
             out[grouped]["seconds"] += res.train_seconds
             out[grouped]["records"] += steps * batch
     for grouped in (False, True):  # the padding of the same steps, from the data stream alone

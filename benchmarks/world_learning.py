@@ -175,12 +175,13 @@ def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None =
     the engine's export of the official .pth has no "av" layout yet, so export=False + save_pretrained).
     `adapters`: {"out": folder, "seed": .., "data_hash": .., "recipes": [..]} writes the default model's
     adapters (media adapters + LoRA, `default_model.save_adapters`) before LoRA is merged. `resume`: go on from
-    the newest checkpoint in the recipe's output_dir, if any (the world recipes write one every 500 steps)."""
+    the newest checkpoint in the recipe's output_dir, if any (the world recipes write one every 500 steps);
+    otherwise an earlier run's checkpoints there are dropped (the benchmark owns its work folder)."""
     from videollama.training.engine import FINAL_DIR, train
     from videollama.training.recipe import TrainRecipe
 
     recipe = TrainRecipe.from_yaml(recipe_path, overrides)
-    res = train(recipe, resume=resume, export=False, progress=False)
+    res = train(recipe, resume=resume, overwrite=True, export=False, progress=False)
     model = res.model
     if adapters is not None:
         from videollama.default_model import save_adapters
@@ -288,8 +289,6 @@ def run_training(a) -> dict:
                                       **{k: times.get(k) or (times.get("encoders") or {}).get(k)
                                          for k in ("vision_pretraining", "audio_pretraining")}}}
             base = model0 if stage == 1 else Path(stage_runs[1]["model"])
-            if progress.resuming != name:  # a stage trained afresh: an earlier run's checkpoints must not outlive it
-                shutil.rmtree(work / name / "checkpoints", ignore_errors=True)
             final, info = train_stage(RECIPES / STAGE_RECIPES[a.preset][stage - 1],
                                       recipe_overrides(train_w, base, work / name, cache, stage,
                                                        a.stage1 if stage == 1 else a.stage2),

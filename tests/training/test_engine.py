@@ -172,3 +172,44 @@ def test_export_final_writes_both_official_files_for_audio_visual(tmp_path) -> N
     assert official.name == "videollama_vl.pth" and (folder / "videollama_al.pth").exists()
     al = torch.load(folder / "videollama_al.pth", weights_only=True)["model"]
     assert "audio_query_tokens" in al and "audio_llama_proj.weight" in al
+
+
+def test_a_start_below_an_earlier_runs_checkpoints_is_refused_or_drops_them(tiny_model, tmp_path):
+    """Keep-last pruning ranks checkpoints by step: a run started afresh (or from an older checkpoint) in a folder
+    holding an earlier run's later checkpoints would have its own pruned and a later resume pick the stale ones.
+    Such a start is refused with a one-line error; `overwrite` drops them first."""
+    from tests.training.conftest import run_cli
+    from videollama.errors import CheckpointError, ConfigError
+
+    out = tmp_path / "run"
+    train(recipe(tiny_model, out), data_factory=make_batches, resume=False, progress=False, export=False)
+    earlier = [c.name for c in ckpt.list_checkpoints(out)]
+    assert earlier == ["step-00000006", "step-00000008"]
+    with pytest.raises(ConfigError, match=r"2 checkpoint\(s\) of an earlier run past step 0 \(newest step-00000008\)"):
+        train(recipe(tiny_model, out), data_factory=make_batches, resume=False, progress=False, export=False)
+    assert [c.name for c in ckpt.list_checkpoints(out)] == earlier  # refused before anything was touched
+
+    res = train(recipe(tiny_model, out), data_factory=make_batches, resume=False, overwrite=True, progress=False,
+                export=False, max_steps=4)
+    assert res.steps == 4 and res.resumed_from is None
+    assert [c.name for c in ckpt.list_checkpoints(out)] == ["step-00000002", "step-00000004"]
+    # a later resume goes on from this run's own newest checkpoint
+    res = train(recipe(tiny_model, out), data_factory=make_batches, resume=True, progress=False, export=False,
+                max_steps=6)
+    assert res.resumed_from.endswith("step-00000004") and len(res.losses) == 2
+    # resuming from an older checkpoint: the later ones are another timeline's
+    older = ckpt.list_checkpoints(out)[0]
+    assert older.name == "step-00000004"
+    with pytest.raises(ConfigError, match=r"past step 4 \(newest step-00000006\)"):
+        train(recipe(tiny_model, out), data_factory=make_batches, resume=str(older), progress=False, export=False)
+    with pytest.raises(CheckpointError, match="nowhere: not a training checkpoint folder"):
+        train(recipe(tiny_model, out), data_factory=make_batches, resume=str(tmp_path / "nowhere"), progress=False)
+
+    # the CLI: --resume never is refused in one line naming the folder, --overwrite starts over
+    proc = run_cli(tiny_model, out, "--resume", "never", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {out / 'checkpoints'}: holds 2 checkpoint(s) of an earlier run past step 0 (newest step-00000006); "
+        "resume it (--resume auto), choose another output_dir, or pass --overwrite to drop them")
+    run_cli(tiny_model, out, "--resume", "never", "--overwrite", "--max-steps", "2", "--no-export")
+    assert [c.name for c in ckpt.list_checkpoints(out)] == ["step-00000002"]

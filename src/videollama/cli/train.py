@@ -27,6 +27,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default="auto", metavar="auto|never|CHECKPOINT",
                    help="auto (default): continue from the newest checkpoint in output_dir if there is one; "
                         "never: start from the model folder; or a checkpoint folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="drop checkpoints in output_dir past the step this run starts from (an earlier run's); "
+                        "without it such a start is refused")
     p.add_argument("--max-steps", type=int, help="stop after this global step (a checkpoint is written)")
     p.add_argument("--no-export", action="store_true", help="do not write the final model folder / official .pth")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     resume: str | bool = {"auto": True, "never": False}.get(args.resume, args.resume)
     result = train(recipe, data_factory=factory, resume=resume, max_steps=args.max_steps,
                    export=not args.no_export, progress=not args.no_progress,
-                   no_dropout=args.no_dropout)
+                   no_dropout=args.no_dropout, overwrite=args.overwrite)
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -7,7 +7,9 @@
 
 Each checkpoint folder is written to a temporary sibling and renamed into place, so a folder named
 `step-*` is always complete; a run killed while saving leaves only a `.step-*.tmp-*` folder, which is
-ignored (and cleaned up on the next save). Only the last `keep_last` checkpoints are kept.
+ignored (and cleaned up on the next save). Only the last `keep_last` checkpoints are kept, ranked by step: so a
+run must not start below an earlier run's checkpoints in the same folder (the engine refuses, or with `overwrite`
+drops them), else they would outlive its own and a later resume would pick them.
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     ckpts = list_checkpoints(output_dir)
     return ckpts[-1] if ckpts else None
+
+
+def checkpoint_step(ckpt: str | Path) -> int:
+    """The global step a checkpoint folder was written at: from its name `step-N` (what pruning ranks by), else
+    from its meta.json."""
+    if m := _STEP_RE.match(Path(ckpt).name):
+        return int(m.group(1))
+    path = Path(ckpt) / META_FILE
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{ckpt}: not a training checkpoint folder (cannot read the step from {path.name}: "
+                              f"{exc})") from exc
 
 
 def save_checkpoint(output_dir: str | Path, step: int, model: nn.Module, resume: dict[str, Any],

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -298,9 +299,11 @@ def _accelerator(recipe: TrainRecipe, out: Path):
 
 def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resume: str | bool = True,
           kill_after_step: int | None = None, max_steps: int | None = None, export: bool = True,
-          progress: bool = True, no_dropout: bool = False) -> TrainResult:
+          progress: bool = True, no_dropout: bool = False, overwrite: bool = False) -> TrainResult:
     """Run (or resume) one recipe. `resume`: True = newest checkpoint in output_dir if any, False = never,
-    or a checkpoint folder. `max_steps` stops early (still checkpoints; for smoke runs and benchmarks).
+    or a checkpoint folder. Checkpoints in output_dir past the step the run starts from (an earlier run's) are
+    refused, or dropped with `overwrite` (`clear_later_checkpoints`).
+    `max_steps` stops early (still checkpoints; for smoke runs and benchmarks).
     `no_dropout` keeps the trained modules in eval mode (no dropout; for equivalence checks: 1 vs N processes)."""
     from tqdm.auto import tqdm
 
@@ -317,6 +320,13 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     if recipe.compile:
         check_compile(recipe, accelerator.device, fsdp)
 
+    checkpoint = None
+    if resume is True:
+        checkpoint = ckpt.latest_checkpoint(out)
+    elif resume:
+        checkpoint = Path(resume)
+    clear_later_checkpoints(out, ckpt.checkpoint_step(checkpoint) if checkpoint else 0, overwrite, main)
+
     model = load_model(recipe)
     tokenizer = load_tokenizer(Path(recipe.model) / "llm")
     ids = TokenIds.from_tokenizer(tokenizer)  # official pad: unk
@@ -328,11 +338,6 @@ def train(recipe: TrainRecipe, *, data_factory: DataFactory | None = None, resum
     if recipe.gradient_checkpointing:
         enable_gradient_checkpointing(model)
 
-    checkpoint = None
-    if resume is True:
-        checkpoint = ckpt.latest_checkpoint(out)
-    elif resume:
-        checkpoint = Path(resume)
     if checkpoint is None and recipe.init_llama_proj and branch == "vl":
         init_llama_proj(model, recipe.init_llama_proj)
     if checkpoint is not None:
@@ -467,6 +472,25 @@ def unsharded_copy(recipe: TrainRecipe, model: nn.Module) -> nn.Module:
         for name, value in trained.items():
             params[name].copy_(value)
     return fresh.eval()
+
+
+def clear_later_checkpoints(out: Path, start_step: int, overwrite: bool, main: bool) -> None:
+    """Checkpoints in `out` past `start_step` are an earlier run's (a start afresh, or a resume from an older or
+    another folder's checkpoint). Keep-last pruning ranks by step, so they would outlive this run's own and a later
+    `--resume auto` would pick them: refuse to start, or with `overwrite` drop them first."""
+    later = [p for p in ckpt.list_checkpoints(out) if ckpt.checkpoint_step(p) > start_step]
+    if not later:
+        return
+    if not overwrite:
+        raise ConfigError(f"{out / ckpt.CKPT_DIR}: holds {len(later)} checkpoint(s) of an earlier run past step "
+                          f"{start_step} (newest {later[-1].name}); resume it (--resume auto), choose another "
+                          "output_dir, or pass --overwrite to drop them")
+    if main:
+        for folder in later:
+            shutil.rmtree(folder)
+        print(f"[train] dropped {len(later)} earlier checkpoint(s) past step {start_step} in {out / ckpt.CKPT_DIR}",
+              file=sys.stderr, flush=True)
+    D.barrier()
 
 
 def save(out: Path, step: int, model: nn.Module, optimizer, scheduler, batches: BatchSource, recipe: TrainRecipe,
