@@ -9,9 +9,11 @@
    with and without length grouping, the two runs alternated in rounds.
 4. `compile`: the same stage 2's forward + backward with the LLM decoder eager and under torch.compile,
    alternated on the same batches.
+5. `label`: the same, both compiled, with the LLM's last layer everywhere or at the answer positions only
+   (`VideoLLaMA.last_layer_at_labels`, `model/label_decoder.py`).
 
     python benchmarks/train.py [--steps 3] [--ddp-steps 24] [--group-steps 150 --group-batch 8 --group-rounds 2]
-                               [--compile-batches 40 --compile-batch 16] [--only cache|ddp|group|compile]
+                               [--compile-batches 40 --compile-batch 16] [--only cache|ddp|group|compile|label]
 """
 
 from __future__ import annotations
@@ -148,6 +150,30 @@ def compile_benchmark(batches: int, batch: int) -> dict[str, float]:
     """Recipe key `compile`: forward + backward of the world stage 2's loss (batch `batch`, length-grouped records)
     with the eager LLM decoder and the torch.compile'd one, alternated on the same batches (the first 3 left out
     as warm-up); also the first compiled call's seconds and the largest relative loss difference."""
+    r = alternate_losses(batches, batch, {False: lambda model: None, True: lambda model: model.compile_decoder()})
+    return {"eager_s": r[False], "compiled_s": r[True], "first_compiled_s": r["first"][True],
+            "max_rel_loss_diff": r["max_rel_loss_diff"]}
+
+
+def label_benchmark(batches: int, batch: int) -> dict[str, float]:
+    """`VideoLLaMA.last_layer_at_labels`: forward + backward of the world stage 2's loss, both LLM decoders
+    compiled (as the world recipes train), the last layer everywhere or at the answer positions only."""
+
+    def setup(at_labels: bool):
+        def apply(model) -> None:
+            model.last_layer_at_labels = at_labels
+            model.compile_decoder()
+        return apply
+
+    r = alternate_losses(batches, batch, {False: setup(False), True: setup(True)})
+    return {"full_s": r[False], "labels_s": r[True], "max_rel_loss_diff": r["max_rel_loss_diff"]}
+
+
+def alternate_losses(batches: int, batch: int, setups: dict) -> dict:
+    """Forward + backward of the world stage 2's loss (batch `batch`, length-grouped records) by two copies of the
+    model (same LoRA init, no dropout) set up by `setups` {False: fn(model), True: fn(model)}, alternated on the
+    same batches (the first 3 left out as warm-up): {False: mean s, True: mean s, "first": {each: first call's s},
+    "max_rel_loss_diff": largest relative loss difference}."""
     from videollama.checkpoint.folder import read_config
     from videollama.model.videollama import VideoLLaMA
     from videollama.text.tokenizer import load_tokenizer
@@ -158,32 +184,30 @@ def compile_benchmark(batches: int, batch: int) -> dict[str, float]:
     recipe = stage2(0, f"optim.batch_size={batch}", f"optim.iters_per_epoch={batches}")
     data = build_training_data(recipe, load_tokenizer(model_dir / "llm"), read_config(model_dir))
     losses = {}
-    for compiled in (False, True):  # two copies with the same LoRA init; the second one's decoder compiled
+    for variant in (False, True):  # two copies with the same LoRA init
         model = VideoLLaMA.from_pretrained(model_dir)
         torch.manual_seed(0)
         prepare_trainable(model, recipe)
         model.eval()  # no dropout: both copies compute the same numbers
-        if compiled:
-            model.compile_decoder()
-        losses[compiled] = BranchLoss(model, recipe.branch, data.token_ids)
+        setups[variant](model)
+        losses[variant] = BranchLoss(model, recipe.branch, data.token_ids)
     seconds: dict[bool, list[float]] = {False: [], True: []}
-    first_compiled, worst = 0.0, 0.0
+    first, worst = {}, 0.0
     for k, b in enumerate(data.batches(num_steps=batches, num_workers=0)):
         values = {}
-        for compiled in (False, True) if k % 2 == 0 else (True, False):
+        for variant in (False, True) if k % 2 == 0 else (True, False):
             t = time.perf_counter()
-            value = losses[compiled](b)
+            value = losses[variant](b)
             value.backward()
             dt = time.perf_counter() - t
-            losses[compiled].zero_grad(set_to_none=True)
-            values[compiled] = float(value.detach())
-            if compiled and k == 0:
-                first_compiled = dt
+            losses[variant].zero_grad(set_to_none=True)
+            values[variant] = float(value.detach())
+            if k == 0:
+                first[variant] = dt
             if k >= 3:
-                seconds[compiled].append(dt)
+                seconds[variant].append(dt)
         worst = max(worst, abs(values[True] - values[False]) / abs(values[False]))
-    eager, compiled = (sum(seconds[c]) / len(seconds[c]) for c in (False, True))
-    return {"eager_s": eager, "compiled_s": compiled, "first_compiled_s": first_compiled, "max_rel_loss_diff": worst}
+    return {**{v: sum(seconds[v]) / len(seconds[v]) for v in (False, True)}, "first": first, "max_rel_loss_diff": worst}
 
 
 def main() -> None:
@@ -198,7 +222,8 @@ def main() -> None:
     p.add_argument("--group-rounds", type=int, default=2, help="plain and grouped runs each, alternated")
     p.add_argument("--compile-batches", type=int, default=40, help="batches of the compile benchmark")
     p.add_argument("--compile-batch", type=int, default=16)
-    p.add_argument("--only", choices=("cache", "ddp", "group", "compile"), default=None, help="run one benchmark only")
+    p.add_argument("--only", choices=("cache", "ddp", "group", "compile", "label"), default=None,
+                   help="run one benchmark only")
     args = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
     print(f"load average {os.getloadavg()[0]:.2f} (a shared machine: small ops suffer most from busy cores)")
@@ -225,6 +250,12 @@ def main() -> None:
               f"forward + backward eager {r['eager_s']:.3f} s, compiled LLM decoder {r['compiled_s']:.3f} s -> "
               f"{r['eager_s'] / r['compiled_s']:.2f}x (first compiled call {r['first_compiled_s']:.1f} s; "
               f"largest relative loss difference {r['max_rel_loss_diff']:.1e})")
+    if args.only in (None, "label"):
+        r = label_benchmark(args.compile_batches, args.compile_batch)
+        print(f"[label] world stage 2, batch {args.compile_batch}, {args.compile_batches} batches alternated, LLM "
+              f"decoder compiled: forward + backward with the last layer everywhere {r['full_s']:.3f} s, at the "
+              f"answer positions only {r['labels_s']:.3f} s -> {r['full_s'] / r['labels_s']:.2f}x (largest relative "
+              f"loss difference {r['max_rel_loss_diff']:.1e})")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
 from videollama.config import VideoLLaMAConfig
 from videollama.errors import CheckpointError, ConfigError
+from videollama.model import label_decoder
 from videollama.model.eva_vit import VisionEncoder
 from videollama.model.imagebind import ImageBindAudio, ImageBindVision
 from videollama.model.qformer import QFormer
@@ -89,6 +90,10 @@ class MediaStandardizer(nn.Module):
 
 class VideoLLaMA(nn.Module):
     """Video-LLaMA. Build with `VideoLLaMA(config)` (random weights) or `VideoLLaMA.from_pretrained(folder)`."""
+
+    #: `lm_loss` runs a Llama decoder's last layer at the labelled positions only (`label_decoder`); False: the
+    #: full decoder (same numbers, slower; for benchmarks/train.py --only label)
+    last_layer_at_labels: bool = True
 
     def __init__(self, config: VideoLLaMAConfig, llm: PreTrainedModel | None = None) -> None:
         super().__init__()
@@ -314,20 +319,28 @@ class VideoLLaMA(nn.Module):
         When the LLM is a plain decoder + output head, the head runs only at the labelled positions: instruction
         samples label a few answer tokens of a few hundred, and the vocabulary projection and log-softmax over
         every position are the largest part of a step (SmolLM2-135M, 49k vocabulary: a step takes half the time).
+        A Llama-architecture decoder runs its last layer only there too (`label_decoder`; the tiny world model's
+        2-layer LLM: forward + backward 1.5x faster).
         """
         mask, labels = attention_mask.to(self.device), labels.to(self.device)
         parts = _decoder_and_head(self.llm)
         if parts is None:
             return self.llm(inputs_embeds=inputs_embeds, attention_mask=mask, labels=labels).loss
         decoder, head = parts
-        compiled = self.__dict__.get("_compiled_decoder")
-        if compiled is not None and compiled[0] is decoder:
-            decoder = compiled[1]
-        hidden = decoder(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state
         targets = labels[:, 1:]
         keep = targets != -100
-        logits = head(hidden[:, :-1][keep])
-        return nn.functional.cross_entropy(logits.float(), targets[keep])
+        compiled = self.__dict__.get("_compiled_decoder")
+        compiled = compiled[1] if compiled is not None and compiled[0] is decoder else None
+        at_labels = self.last_layer_at_labels and label_decoder.supports(decoder)  # (then a compiled decoder is
+        # a compiled LabelDecoder: compile_decoder decides alike)
+        if at_labels and bool(keep.any()):
+            rows, cols, slot, width = label_decoder.label_positions(nn.functional.pad(keep, (0, 1)))
+            run = compiled if compiled is not None else label_decoder.LabelDecoder(decoder)
+            hidden = run(inputs_embeds, mask, rows, cols, slot, width)
+        else:  # (no label at all: the plain decoder, whose empty loss is NaN as before)
+            run = compiled if compiled is not None and not at_labels else decoder
+            hidden = run(inputs_embeds=inputs_embeds, attention_mask=mask).last_hidden_state[:, :-1][keep]
+        return nn.functional.cross_entropy(head(hidden).float(), targets[keep])
 
     def compile_decoder(self, enable: bool = True) -> bool:
         """Run `lm_loss`'s LLM decoder through `torch.compile` (dynamic shapes: one compile serves every padded
@@ -339,7 +352,10 @@ class VideoLLaMA(nn.Module):
         self.__dict__.pop("_compiled_decoder", None)
         parts = _decoder_and_head(self.llm) if enable else None
         if parts is not None:
-            self.__dict__["_compiled_decoder"] = (parts[0], torch.compile(parts[0], dynamic=True))
+            decoder = parts[0]
+            at_labels = self.last_layer_at_labels and label_decoder.supports(decoder)
+            run = label_decoder.LabelDecoder(decoder) if at_labels else decoder
+            self.__dict__["_compiled_decoder"] = (decoder, torch.compile(run, dynamic=True))
         return parts is not None
 
     def context_embeds(self, segment_ids: list[torch.Tensor], media: list[torch.Tensor]) -> torch.Tensor:
