@@ -146,10 +146,10 @@ class Progress:
     def record(self, step: str, info: dict) -> None:
         later = self.STEPS[self.STEPS.index(step):]
         self.done = {k: v for k, v in self.done.items() if k not in later} | {step: info}
-        from videollama.default_model import _atomic_write_text
+        from videollama.checkpoint.files import atomic_write_text
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(self.path, json.dumps({"options": self.options, "done": self.done}, indent=1,
+        atomic_write_text(self.path, json.dumps({"options": self.options, "done": self.done}, indent=1,
                                                  default=str) + "\n")
 
 
@@ -636,7 +636,8 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     """Record the held-out accuracy in the adapters' provenance and copy them into the package's assets."""
     import os
 
-    from videollama.default_model import PROVENANCE_FILE, _atomic_write_text
+    from videollama.checkpoint.files import atomic_write_text
+    from videollama.default_model import PROVENANCE_FILE
 
     prov = json.loads((folder / PROVENANCE_FILE).read_text())
     held = json.loads((heldout / "manifest.json").read_text())["options"]
@@ -647,7 +648,7 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     tmp = ASSETS_DIR / f".{ADAPTERS_FILE}.tmp"  # each file replaced atomically; provenance last
     shutil.copy2(folder / ADAPTERS_FILE, tmp)
     os.replace(tmp, ASSETS_DIR / ADAPTERS_FILE)
-    _atomic_write_text(ASSETS_DIR / PROVENANCE_FILE, json.dumps(prov, indent=1, default=str) + "\n")
+    atomic_write_text(ASSETS_DIR / PROVENANCE_FILE, json.dumps(prov, indent=1, default=str) + "\n")
     _log(f"shipped the default model's adapters to {ASSETS_DIR}")
 
 

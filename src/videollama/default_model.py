@@ -172,18 +172,12 @@ def gguf_digest(gguf: Path, cache: Path) -> tuple[str, int]:
     except (OSError, ValueError):
         pass
     sha = _sha256(gguf)
+    from videollama.checkpoint.files import atomic_write_text
+
     with contextlib.suppress(OSError):
         memo.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(memo, json.dumps({**stamp, "sha256": sha}, indent=1))
+        atomic_write_text(memo, json.dumps({**stamp, "sha256": sha}, indent=1))
     return sha, st.st_size
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def smollm2_llm_dir(cache: str | os.PathLike[str] | None = None, *, gguf: str | os.PathLike[str] | None = None,
@@ -489,7 +483,9 @@ def save_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR,
         "recipe": recipe, "data_hash": data_hash, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **_versions(), **(extra or {}),
     }
-    _atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1, default=str) + "\n")
+    from videollama.checkpoint.files import atomic_write_text
+
+    atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1, default=str) + "\n")
     return folder
 
 

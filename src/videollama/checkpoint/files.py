@@ -82,6 +82,21 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise
 
 
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 text to a temporary sibling (mode 0644), then rename it into place: readers see the old file or
+    the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary sibling, then rename into place."""
     path = Path(path)
