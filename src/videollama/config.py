@@ -56,6 +56,7 @@ class QFormerConfig:
     num_query_tokens: int = 32
     layer_norm_eps: float = 1e-12
     max_position_embeddings: int = 512  # only sizes the (ignored) position_ids buffer of official files
+    attention_dropout: float = 0.1  # dropout on the attention probabilities in training (BERT's, as official)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,10 @@ class VideoLLaMAConfig:
             raise ConfigError(
                 f"image_qformer.encoder_width={self.image_qformer.encoder_width} must equal vision.width={self.vision.width}"
             )
+        for name in ("image_qformer", "video_qformer", "audio_qformer"):
+            qformer = getattr(self, name)
+            if qformer is not None and not 0.0 <= qformer.attention_dropout < 1.0:
+                raise ConfigError(f"{name}.attention_dropout={qformer.attention_dropout} must be in [0, 1)")
         if (self.audio_encoder is None) != (self.audio_qformer is None):
             raise ConfigError("audio_encoder and audio_qformer must both be set (audio branch) or both be null")
         if self.audio_encoder is not None and self.audio_qformer is not None:

@@ -43,6 +43,7 @@ def test_unknown_key_names_the_nearest(tmp_path) -> None:
     ("template:\n  name: alpaca\n", r"'alpaca' is not one of"),
     ("vision: {width: 32}\n", r"image_qformer.encoder_width=1408 must equal vision.width=32"),
     ("audio_encoder: null\n", r"audio_encoder and audio_qformer must both be set"),
+    ("video_qformer: {encoder_width: 768, attention_dropout: 1.0}\n", r"video_qformer.attention_dropout=1.0 must be in \[0, 1\)"),
     ("vision: {width: 1\n", r"invalid YAML"),
 ])
 def test_bad_config_one_line_error(tmp_path, text, message) -> None:
@@ -55,3 +56,16 @@ def test_bad_config_one_line_error(tmp_path, text, message) -> None:
 def test_unknown_preset() -> None:
     with pytest.raises(ConfigError, match="unknown preset 'nope' \\(known: "):
         load_preset("nope")
+
+
+def test_qformer_attention_dropout_reaches_the_attention() -> None:
+    from videollama.model.qformer import QFormer
+
+    cfg = load_preset("tiny")
+    assert cfg.video_qformer.attention_dropout == 0.1  # BERT's, as the official Q-Formers
+    data = cfg.to_dict()
+    data["video_qformer"]["attention_dropout"] = 0.0
+    rates = {m.attention_dropout for m in QFormer(VideoLLaMAConfig.from_dict(data).video_qformer).modules()
+             if hasattr(m, "attention_dropout")}
+    assert rates == {0.0}
+    assert {m.attention_dropout for m in QFormer(cfg.video_qformer).modules() if hasattr(m, "attention_dropout")} == {0.1}

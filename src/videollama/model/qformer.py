@@ -29,6 +29,7 @@ class QFormer(nn.Module):
             layer_norm_eps=cfg.layer_norm_eps,
             max_position_embeddings=cfg.max_position_embeddings,
             hidden_act="gelu",
+            attention_probs_dropout_prob=cfg.attention_dropout,
             use_qformer_text_input=False,
         )
         hf_cfg._attn_implementation = "sdpa"
