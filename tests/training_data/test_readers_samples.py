@@ -145,3 +145,40 @@ def test_crop_params_match_torchvision_algorithm():
         assert 0.5 * 224 * 224 * 0.9 <= h * w <= 224 * 224 and 0.7 <= w / h <= 1.4
     # impossible boxes fall back to the centre crop (torchvision's 10-attempt rule)
     assert random_resized_crop_params(10, 1000, g) == (0, (1000 - 13) // 2, 10, 13)
+
+
+def test_instruct_texts_are_tokenised_once_and_served_unchanged(data_root, tokenizer, model_config, monkeypatch):
+    import videollama.training.data.dataset as dataset_module
+
+    calls = []
+    build = dataset_module.build_instruct_sample
+    monkeypatch.setattr(dataset_module, "build_instruct_sample", lambda *a, **k: calls.append(1) or build(*a, **k))
+    data = _data(data_root, tokenizer, model_config, ["llava_instruct", "videochat_instruct"], branch="al")
+    firsts = {}
+    for name, ds in data.datasets.items():
+        for i in range(len(ds)):
+            firsts[name, i] = ds[i]
+    built = len(calls)
+    assert built == sum(s is not None for s in firsts.values())
+    for (name, i), first in firsts.items():
+        again = data.datasets[name].load(i, epoch=3)
+        if first is None:
+            continue
+        again["input_ids"].append(-1)  # a caller that edits its sample must not reach the memo
+        again = data.datasets[name].load(i, epoch=5)
+        assert again["input_ids"] == first["input_ids"] and again["labels"] == first["labels"]
+    assert len(calls) == built  # later passes read the memo
+
+
+def test_text_memo_is_bounded_by_tokens():
+    from videollama.training.data.dataset import TextMemo
+
+    memo = TextMemo(max_tokens=10)
+    for k in range(4):
+        memo.put(k, {"input_ids": [k] * 4, "labels": [-100] * 4})
+    assert len(memo) == 2 and memo.tokens == 8 and memo.get(0) is None
+    assert memo.get(2) == {"input_ids": [2] * 4, "labels": [-100] * 4}
+    memo.put(9, {"input_ids": [9] * 4, "labels": [9] * 4})  # evicts 3, the least recently used
+    assert memo.get(3) is None and memo.get(2) is not None and memo.get(9) is not None
+    memo.put("long", {"input_ids": [1] * 11, "labels": [1] * 11})  # longer than the whole bound: not kept
+    assert memo.get("long") is None and memo.tokens == 8

@@ -20,6 +20,9 @@ space (as `Chat.ask`), with the empty system text the pipeline uses for audio+vi
 inference prompts are the same. Captions are unchanged (the objective puts [audio, video] tokens in the
 caption prompt's one `<ImageHere>`). Branches "vl" / "al" are untouched (official paths).
 
+Instruct texts are tokenised once per record (and timestamp message) and kept in a bounded memo
+(`TextMemo`): a run passes over the same records many times, and their text never changes.
+
 Reproducibility: every sample's randomness (frame sampling, crop box, caption prompt) comes from
 `sample_seed(seed, dataset, epoch, index)`, so a sample is the same whoever loads it and whenever.
 """
@@ -31,7 +34,8 @@ import os
 import random
 import tempfile
 import threading
-from collections import Counter
+from array import array
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
@@ -51,8 +55,8 @@ from videollama.training.data.transforms import image_eval_transform, image_trai
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Skipped", "SkipCounter", "TrainingDataset", "sample_seed", "dataset_task", "audio_video_first_turn",
-           "load_training_audio"]
+__all__ = ["Skipped", "SkipCounter", "TextMemo", "TrainingDataset", "sample_seed", "dataset_task",
+           "audio_video_first_turn", "load_training_audio"]
 
 CAPTION_FORMATS = ("webvid", "cc_sbu_align")
 INSTRUCT_FORMATS = ("llava_instruct", "videochat_instruct")
@@ -62,6 +66,39 @@ def sample_seed(seed: int, dataset: str, epoch: int, index: int) -> int:
     """63-bit seed of one sample, a pure function of (run seed, dataset name, epoch, index)."""
     h = blake2b(f"{seed}|{dataset}|{epoch}|{index}".encode(), digest_size=8).digest()
     return int.from_bytes(h, "little") & ((1 << 63) - 1)
+
+
+class TextMemo:
+    """Least-recently-used store of built instruct texts (input_ids, labels), bounded by the tokens it holds.
+
+    Hand-written: functools.lru_cache bounds entries, not memory, and this is a dozen lines. Token ids are kept
+    as int32 arrays (8 bytes a token for ids + labels), so the default bound of 16M tokens is about 128 MB.
+    """
+
+    def __init__(self, max_tokens: int = 16_000_000):
+        self.max_tokens = int(max_tokens)
+        self.tokens = 0
+        self._items: OrderedDict[Any, tuple[array, array]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> dict[str, list[int]] | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return {"input_ids": item[0].tolist(), "labels": item[1].tolist()}
+
+    def put(self, key: Any, text: dict[str, list[int]]) -> None:
+        n = len(text["input_ids"])
+        if n > self.max_tokens or key in self._items:
+            return
+        self._items[key] = (array("i", text["input_ids"]), array("i", text["labels"]))
+        self.tokens += n
+        while self.tokens > self.max_tokens:
+            _, (ids, _) = self._items.popitem(last=False)
+            self.tokens -= len(ids)
 
 
 @dataclass(frozen=True)
@@ -178,6 +215,7 @@ class TrainingDataset(torch.utils.data.Dataset):
         # VideoChat ignores its configured processor: uniform sampling + timestamps, train transform (quirk 28).
         self.sampling = "uniform" if spec.format == "videochat_instruct" else spec.sampling
         self.media_token_id = tokenizer.image_token_id
+        self.text_memo = TextMemo()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -212,7 +250,7 @@ class TrainingDataset(torch.utils.data.Dataset):
                     audio_key, audio, self._cached_audio = "audio_embeds", self._cached_audio, None
                 else:
                     audio = self._audio(rec)
-            text = self._text(rec, indices, fps)
+            text = self._text(index, rec, indices, fps)
         except _Skip as s:
             return self._skip(s.reason, rec, s.message)
         except MediaNotFoundError as exc:
@@ -333,16 +371,23 @@ class TrainingDataset(torch.utils.data.Dataset):
         return key, self.cache.load(entry, positions), [frames[p] for p in positions], entry.fps or 1.0
 
     # ------------------------------------------------------------------------------------------ text
-    def _text(self, rec: Record, indices: list[int], fps: float) -> dict[str, Any]:
-        n = self.num_media_tokens
+    def _text(self, index: int, rec: Record, indices: list[int], fps: float) -> dict[str, Any]:
         if self.task == "caption":
             if rec.caption is None:
                 raise _Skip("malformed", "a caption dataset record has no caption")
             cap = blip_caption(rec.caption.strip()) if self.spec.format == "webvid" else rec.caption
             return {"caption": cap}
-        if self.with_audio:
-            return self._audio_video_text(rec)
-        msg = _sampling.timestamp_message(indices, fps) if rec.kind == "video" and self.spec.timestamp_message else ""
+        # The instruct text depends on the record and, off branch "av", on the sampled frames' timestamps only.
+        msg = ("" if self.with_audio or rec.kind != "video" or not self.spec.timestamp_message
+               else _sampling.timestamp_message(indices, fps))
+        text = self.text_memo.get((index, msg))
+        if text is None:
+            text = self._audio_video_text(rec) if self.with_audio else self._instruct_text(rec, msg)
+            self.text_memo.put((index, msg), text)
+        return text
+
+    def _instruct_text(self, rec: Record, msg: str) -> dict[str, Any]:
+        n = self.num_media_tokens
         if rec.qa is not None:
             if rec.kind == "video":
                 turns = video_instruct_turns(list(rec.qa), msg, n)
