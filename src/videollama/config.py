@@ -57,6 +57,7 @@ class QFormerConfig:
     layer_norm_eps: float = 1e-12
     max_position_embeddings: int = 512  # only sizes the (ignored) position_ids buffer of official files
     attention_dropout: float = 0.1  # dropout on the attention probabilities in training (BERT's, as official)
+    hidden_dropout: float = 0.1  # dropout on each attention / FFN output before its residual add (BERT's too)
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,9 @@ class VideoLLaMAConfig:
             )
         for name in ("image_qformer", "video_qformer", "audio_qformer"):
             qformer = getattr(self, name)
-            if qformer is not None and not 0.0 <= qformer.attention_dropout < 1.0:
-                raise ConfigError(f"{name}.attention_dropout={qformer.attention_dropout} must be in [0, 1)")
+            for rate in ("attention_dropout", "hidden_dropout"):
+                if qformer is not None and not 0.0 <= getattr(qformer, rate) < 1.0:
+                    raise ConfigError(f"{name}.{rate}={getattr(qformer, rate)} must be in [0, 1)")
         if (self.audio_encoder is None) != (self.audio_qformer is None):
             raise ConfigError("audio_encoder and audio_qformer must both be set (audio branch) or both be null")
         if self.audio_encoder is not None and self.audio_qformer is not None:

@@ -44,6 +44,7 @@ def test_unknown_key_names_the_nearest(tmp_path) -> None:
     ("vision: {width: 32}\n", r"image_qformer.encoder_width=1408 must equal vision.width=32"),
     ("audio_encoder: null\n", r"audio_encoder and audio_qformer must both be set"),
     ("video_qformer: {encoder_width: 768, attention_dropout: 1.0}\n", r"video_qformer.attention_dropout=1.0 must be in \[0, 1\)"),
+    ("audio_qformer: {hidden_dropout: -0.1}\n", r"audio_qformer.hidden_dropout=-0.1 must be in \[0, 1\)"),
     ("vision: {width: 1\n", r"invalid YAML"),
 ])
 def test_bad_config_one_line_error(tmp_path, text, message) -> None:
@@ -58,14 +59,18 @@ def test_unknown_preset() -> None:
         load_preset("nope")
 
 
-def test_qformer_attention_dropout_reaches_the_attention() -> None:
+def test_qformer_dropout_rates_reach_the_layers() -> None:
+    from torch import nn
+
     from videollama.model.qformer import QFormer
 
+    def rates(qformer):
+        return ({m.attention_dropout for m in qformer.modules() if hasattr(m, "attention_dropout")},
+                {m.p for m in qformer.modules() if isinstance(m, nn.Dropout)})
+
     cfg = load_preset("tiny")
-    assert cfg.video_qformer.attention_dropout == 0.1  # BERT's, as the official Q-Formers
+    assert (cfg.video_qformer.attention_dropout, cfg.video_qformer.hidden_dropout) == (0.1, 0.1)  # BERT's, as official
+    assert rates(QFormer(cfg.video_qformer)) == ({0.1}, {0.1})
     data = cfg.to_dict()
-    data["video_qformer"]["attention_dropout"] = 0.0
-    rates = {m.attention_dropout for m in QFormer(VideoLLaMAConfig.from_dict(data).video_qformer).modules()
-             if hasattr(m, "attention_dropout")}
-    assert rates == {0.0}
-    assert {m.attention_dropout for m in QFormer(cfg.video_qformer).modules() if hasattr(m, "attention_dropout")} == {0.1}
+    data["video_qformer"].update(attention_dropout=0.0, hidden_dropout=0.2)
+    assert rates(QFormer(VideoLLaMAConfig.from_dict(data).video_qformer)) == ({0.0}, {0.2})

@@ -30,6 +30,7 @@ class QFormer(nn.Module):
             max_position_embeddings=cfg.max_position_embeddings,
             hidden_act="gelu",
             attention_probs_dropout_prob=cfg.attention_dropout,
+            hidden_dropout_prob=cfg.hidden_dropout,
             use_qformer_text_input=False,
         )
         hf_cfg._attn_implementation = "sdpa"
