@@ -150,7 +150,7 @@ class Progress:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({"options": self.options, "done": self.done}, indent=1,
-                                                 default=str) + "\n")
+                                                default=str) + "\n")
 
 
 def training_options(a: argparse.Namespace) -> dict:

@@ -163,8 +163,9 @@ class VideoLLaMAConfig:
         for name in ("image_qformer", "video_qformer", "audio_qformer"):
             qformer = getattr(self, name)
             for rate in ("attention_dropout", "hidden_dropout"):
-                if qformer is not None and not 0.0 <= getattr(qformer, rate) < 1.0:
-                    raise ConfigError(f"{name}.{rate}={getattr(qformer, rate)} must be in [0, 1)")
+                value = None if qformer is None else getattr(qformer, rate)
+                if value is not None and not 0.0 <= value < 1.0:
+                    raise ConfigError(f"{name}.{rate}={value} must be in [0, 1)")
         if (self.audio_encoder is None) != (self.audio_qformer is None):
             raise ConfigError("audio_encoder and audio_qformer must both be set (audio branch) or both be null")
         if self.audio_encoder is not None and self.audio_qformer is not None:
