@@ -146,7 +146,7 @@ class Progress:
     def record(self, step: str, info: dict) -> None:
         later = self.STEPS[self.STEPS.index(step):]
         self.done = {k: v for k, v in self.done.items() if k not in later} | {step: info}
-        from videollama.checkpoint.files import atomic_write_text
+        from videollama.fileio import atomic_write_text
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps({"options": self.options, "done": self.done}, indent=1,
@@ -636,7 +636,7 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     """Record the held-out accuracy in the adapters' provenance and copy them into the package's assets."""
     import os
 
-    from videollama.checkpoint.files import atomic_write_text
+    from videollama.fileio import atomic_write_text
     from videollama.default_model import PROVENANCE_FILE
 
     prov = json.loads((folder / PROVENANCE_FILE).read_text())

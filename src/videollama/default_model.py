@@ -172,7 +172,7 @@ def gguf_digest(gguf: Path, cache: Path) -> tuple[str, int]:
     except (OSError, ValueError):
         pass
     sha = _sha256(gguf)
-    from videollama.checkpoint.files import atomic_write_text
+    from videollama.fileio import atomic_write_text
 
     with contextlib.suppress(OSError):
         memo.parent.mkdir(parents=True, exist_ok=True)
@@ -483,7 +483,7 @@ def save_adapters(model: nn.Module, folder: str | os.PathLike[str] = ASSETS_DIR,
         "recipe": recipe, "data_hash": data_hash, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **_versions(), **(extra or {}),
     }
-    from videollama.checkpoint.files import atomic_write_text
+    from videollama.fileio import atomic_write_text
 
     atomic_write_text(folder / PROVENANCE_FILE, json.dumps(provenance, indent=1, default=str) + "\n")
     return folder

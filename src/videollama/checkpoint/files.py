@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from videollama.errors import CheckpointError
+from videollama.fileio import atomic_write_text  # noqa: F401  (re-exported: checkpoint writers use it)
 
 
 def load_torch_file(path: str | Path, what: str) -> Any:
@@ -79,21 +80,6 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
             os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 text to a temporary sibling (mode 0644), then rename it into place: readers see the old file or
-    the whole new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise
 
 

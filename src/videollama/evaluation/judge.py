@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from videollama.errors import VideoLLaMAError
+from videollama.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -245,10 +246,7 @@ class JudgeClient:
     def _store(self, key: str, messages: Messages, reply: str) -> None:
         path = self._cache_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"model": self.model, "messages": messages, "reply": reply}, ensure_ascii=False),
-                       encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_json(path, {"model": self.model, "messages": messages, "reply": reply}, indent=None)
 
     # requests ------------------------------------------------------------------------------------------------
     def complete(self, messages: Messages) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from videollama.fileio import atomic_write_json
+
 log = logging.getLogger(__name__)
 
 
@@ -74,11 +76,8 @@ def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (a unique temporary sibling renamed into place)."""
+    atomic_write_json(path, obj)
 
 
 def files_sha256(paths: Iterable[str | os.PathLike[str]]) -> str:
