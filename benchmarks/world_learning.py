@@ -103,6 +103,9 @@ def _log(msg: str) -> None:
 
 #: `--train` options that do not change what the run trains (evaluation, parallelism, this flag): left out of the
 #: options a `--resume` must match.
+#: Options added after runs were made, with their defaults: left at the default they are not recorded, so such a run
+#: still resumes.
+ADDED_OPTIONS = {"visual_weight": []}
 NOT_TRAINING_OPTIONS = ("train", "work", "model", "heldout", "ablations", "limit", "motion_probe", "max_new_tokens",
                         "workers", "threads", "resume", "ship")
 
@@ -155,8 +158,8 @@ class Progress:
 
 def training_options(a: argparse.Namespace) -> dict:
     """The parsed `--train` options that decide what is trained, as JSON values (what `--resume` compares)."""
-    return json.loads(json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in NOT_TRAINING_OPTIONS},
-                                 default=str))
+    return json.loads(json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in NOT_TRAINING_OPTIONS
+                                  and not (k in ADDED_OPTIONS and v == ADDED_OPTIONS[k])}, default=str))
 
 
 def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, stage: int, extra=()) -> list[str]:
@@ -206,6 +209,8 @@ def train_stage(recipe_path: Path, overrides: list[str], adapters: dict | None =
 
 
 def run_training(a) -> dict:
+    from videollama.cli.world import parse_visual_weights
+    from videollama.errors import ConfigError
     from videollama.training.data.av_cache import build_av_feature_cache
     from videollama.training.recipe import TrainRecipe
     from videollama.world.generate import WorldOptions, generate_world
@@ -224,6 +229,11 @@ def run_training(a) -> dict:
         if getattr(a, key) is None:
             setattr(a, key, value)
     repeats = parse_repeats(a.repeat)  # checked before anything is generated
+    try:
+        visual_weights = parse_visual_weights(a.visual_weight)
+        WorldOptions(n=1, visual_weights=visual_weights).check()
+    except ConfigError as exc:
+        raise SystemExit(f"world_learning.py: {exc}") from None
     mc_only = parse_types(a.mc_only)
     work = Path(a.work).resolve()  # recipes resolve relative paths against their own folder
     progress = Progress(work, training_options(a), a.resume)
@@ -231,7 +241,8 @@ def run_training(a) -> dict:
     train_w, held_w, model0, cache = work / "train", work / "heldout", work / "model", work / "av_cache"
     if (kept := progress.finished("generate")) is None:
         t = time.perf_counter()
-        generate_world(train_w, WorldOptions(n=a.n, seed=a.seed), workers=a.workers, overwrite=True, progress=None)
+        generate_world(train_w, WorldOptions(n=a.n, seed=a.seed, visual_weights=visual_weights), workers=a.workers,
+                       overwrite=True, progress=None)
         generate_world(held_w, WorldOptions(n=a.heldout_n, seed=a.heldout_seed, split=a.heldout_split),
                        workers=a.workers, overwrite=True, progress=None)
         prepare(train_w, per_record=a.per_record, leak_free=a.leak_free, repeats=repeats, mc_only=mc_only)
@@ -652,7 +663,8 @@ def ship_adapters(folder: Path, results: dict, heldout: Path) -> None:
     _log(f"shipped the default model's adapters to {ASSETS_DIR}")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, checked (argparse's usage error for a bad combination)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", action="store_true", help="generate the worlds and train both stages first")
     ap.add_argument("--work", default="runs/world", help="working folder (--train)")
@@ -666,6 +678,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None, help="training videos (default: "
                     + ", ".join(f"{k} {v}" for k, v in TRAIN_VIDEOS.items()) + ")")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--visual-weight", action="append", default=[], metavar="STORY=K", help="training world only: "
+                    "visual story STORY K times as frequent as the others (`world generate --visual-weight`); the "
+                    "held-out world keeps the plain mix")
     ap.add_argument("--heldout-n", type=int, default=100)
     ap.add_argument("--heldout-seed", type=int, default=7)
     ap.add_argument("--heldout-split", choices=("heldout", "train"), default="heldout", help="heldout: (shape, colour) "
@@ -744,14 +759,19 @@ def main(argv=None) -> int:
         ap.error("--ship needs --train --preset smol")
     if a.ship and a.heldout_split != "heldout":
         ap.error("--ship records held-out accuracy: it needs --heldout-split heldout (unseen (shape, colour) pairs)")
+    if not a.train and not (a.model and a.heldout):
+        ap.error("give --train, or --model and --heldout")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
     t0 = time.perf_counter()
     info: dict = {}
     if a.train:
         info = run_training(a)
         model_dir, heldout = Path(info["model"]), Path(info["heldout"])
     else:
-        if not (a.model and a.heldout):
-            ap.error("give --train, or --model and --heldout")
         model_dir, heldout = Path(a.model), Path(a.heldout)
     info["train_total_s"] = round(time.perf_counter() - t0, 1)
     work = Path(a.work)

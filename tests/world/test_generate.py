@@ -125,3 +125,34 @@ def test_speech_word_is_audible(tmp_path):
     w = load_waveform_16k(tmp_path / "sp.mp4")[0].numpy()
     s, t = int(e["start"] * 16000), int(e["end"] * 16000)
     assert np.sqrt(np.mean(w[s:t] ** 2)) > 0.03 and np.abs(w[:max(s - 800, 1)]).max() < 0.01
+
+
+def test_visual_weights_change_the_story_mix_and_default_to_the_plain_schedule():
+    from videollama.world.generate import schedule
+
+    plain = WorldOptions(n=70, seed=3)
+    assert schedule(plain) == schedule(WorldOptions(n=70, seed=3, visual_weights=(("move", 1),)))
+    weighted = schedule(WorldOptions(n=80, seed=3, visual_weights=(("move", 3), ("empty", 0))))
+    counts = Counter(vis for vis, _ in weighted)
+    # a block is (5 stories once + move 3 times) x 5 sounds = 40 videos; two whole blocks here
+    assert counts["move"] == 30 and counts["empty"] == 0 and counts["still"] == 10
+    assert Counter(aud for _, aud in weighted) == Counter({a: 16 for a in V.AUDIO_STORIES if a != "speech"})
+
+
+@pytest.mark.parametrize("item, message", [("move=x", "expected STORY=K"), ("jump=2", "unknown visual story 'jump'"),
+                                           ("move=101", "whole number in 0..100")])
+def test_cli_refuses_bad_visual_weights(tmp_path, capsys, item, message):
+    from videollama.cli.main import main
+
+    assert main(["world", "generate", str(tmp_path / "w"), "--n", "2", "--visual-weight", item]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "--visual-weight" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "w" / "videos").exists()
+
+
+def test_all_zero_visual_weights_are_refused():
+    from videollama.errors import ConfigError
+
+    zero = tuple((story, 0) for story in V.VISUAL_STORIES)
+    with pytest.raises(ConfigError, match="every visual story has weight 0"):
+        WorldOptions(n=2, visual_weights=zero).check()

@@ -34,6 +34,20 @@ def test_progress_keeps_finished_steps_until_one_runs_again(tmp_path):
         Progress(tmp_path, {"seed": 1}, resume=True)
 
 
+def test_an_option_added_later_left_at_its_default_still_resumes_older_runs(tmp_path):
+    """`--visual-weight` came after runs were made: unset, it is not recorded (an older run resumes); set, it is.
+    A bad value stops the run with one line before anything is generated."""
+    from world_learning import main, parse_args, training_options
+
+    plain = training_options(parse_args(["--train", "--work", str(tmp_path)]))
+    assert "visual_weight" not in plain and plain["seed"] == 1
+    weighted = training_options(parse_args(["--train", "--work", str(tmp_path), "--visual-weight", "move=3"]))
+    assert weighted["visual_weight"] == ["move=3"]
+    with pytest.raises(SystemExit, match="unknown visual story 'jump'"):
+        main(["--train", "--work", str(tmp_path / "w"), "--visual-weight", "jump=2"])
+    assert not (tmp_path / "w").exists()
+
+
 def test_train_resumes_an_interrupted_stage_from_its_checkpoint(tmp_path, capsys):
     """A run whose stage 2 stopped after its first checkpoint: --resume keeps the world, the cache and stage 1 and
     trains stage 2 on from that checkpoint; other options are refused."""

@@ -27,17 +27,34 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
                    help="also spoken words through espeak-ng (default: off)")
     g.add_argument("--min-seconds", type=float, default=2.0, help="shortest video (default 2)")
     g.add_argument("--max-seconds", type=float, default=8.0, help="longest video (default 8)")
+    g.add_argument("--visual-weight", action="append", default=[], metavar="STORY=K",
+                   help="make visual story STORY (still, sequence, move, recolour, appear, disappear, empty) K times "
+                        "as frequent as the others (0: none); repeatable (default: all equally often)")
     g.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: all cores)")
     g.add_argument("--overwrite", action="store_true", help="replace a previously generated world in OUT")
     g.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
 
+def parse_visual_weights(items: list[str]) -> tuple[tuple[str, int], ...]:
+    """["move=3"] -> (("move", 3),); a one-line ConfigError for an item that is not STORY=K."""
+    from videollama.errors import ConfigError
+
+    out = []
+    for item in items:
+        story, sep, weight = item.partition("=")
+        if not sep or not weight.strip().isdigit():
+            raise ConfigError(f"--visual-weight {item!r}: expected STORY=K with a whole number K, e.g. move=3")
+        out.append((story.strip(), int(weight)))
+    return tuple(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from videollama.world import WorldOptions, generate_world
 
     opts = WorldOptions(n=args.n, seed=args.seed, split=args.split, speech=args.speech,
-                        min_seconds=args.min_seconds, max_seconds=args.max_seconds)
+                        min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                        visual_weights=parse_visual_weights(args.visual_weight))
 
     def progress(k: int, n: int) -> None:
         if not args.quiet and sys.stderr.isatty():

@@ -44,6 +44,9 @@ class WorldOptions:
     speech: bool = False
     min_seconds: float = 2.0
     max_seconds: float = 8.0
+    #: How often each visual story appears per block of the schedule, e.g. (("move", 3),); unnamed stories once,
+    #: 0 leaves a story out. Empty: every story once (the held-out worlds' mix).
+    visual_weights: tuple[tuple[str, int], ...] = ()
 
     def check(self) -> None:
         if self.n < 1:
@@ -54,6 +57,19 @@ class WorldOptions:
             raise ConfigError("need 2 <= --min-seconds <= --max-seconds <= 60")
         if self.speech and shutil.which("espeak-ng") is None:
             raise ConfigError("--speech needs espeak-ng (apt-get install espeak-ng); or use --no-speech")
+        for story, weight in self.visual_weights:
+            if story not in V.VISUAL_STORIES:
+                raise ConfigError(f"--visual-weight {story}={weight}: unknown visual story {story!r}; known: "
+                                  f"{', '.join(V.VISUAL_STORIES)}")
+            if not 0 <= weight <= 100:
+                raise ConfigError(f"--visual-weight {story}={weight}: the weight must be a whole number in 0..100")
+        if not any(n for n in visual_counts(self).values()):
+            raise ConfigError("--visual-weight: every visual story has weight 0")
+
+
+def visual_counts(opts: WorldOptions) -> dict[str, int]:
+    """Times each visual story appears per schedule block (1 unless `visual_weights` says otherwise)."""
+    return {story: dict(opts.visual_weights).get(story, 1) for story in V.VISUAL_STORIES}
 
 
 def video_id(opts: WorldOptions, i: int) -> str:
@@ -66,9 +82,11 @@ def page_dir(i: int) -> str:
 
 
 def schedule(opts: WorldOptions) -> list[tuple[str, str]]:
-    """(visual story, audio story) per video: every combination once per block, blocks shuffled by the seed."""
+    """(visual story, audio story) per video: every combination once per block (a visual story as often as its
+    weight), blocks shuffled by the seed."""
     audio = [a for a in V.AUDIO_STORIES if opts.speech or a != "speech"]
-    combos = list(itertools.product(V.VISUAL_STORIES, audio))
+    visual = [story for story, k in visual_counts(opts).items() for _ in range(k)]
+    combos = list(itertools.product(visual, audio))
     rng = np.random.default_rng(np.random.SeedSequence([opts.seed, 0 if opts.split == "train" else 1, 999]))
     out: list[tuple[str, str]] = []
     while len(out) < opts.n:
