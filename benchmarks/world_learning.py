@@ -80,7 +80,9 @@ SHIPPED_ENCODERS = {"tiny": RECIPES / "world_encoders.safetensors", "smol": ASSE
 #: shape, the colour-slot attention read-out, count); `token_slot_weight` > 0 adds session 13's per-token read-out,
 #: which makes the image Q-Former's tokens one token; `token_slot_mean_only` reads it from the tokens' mean only. The
 #: shipped tiny encoders are t18's continued with these defaults (run t21: object-patch shape 89.3 -> 99.4 %, beep
-#: count 81.7 -> 89.1 %), then 1,500 steps with the mean-only read-out (run t21b; docs/world.md, "Session 21").
+#: count 81.7 -> 89.1 %), then 1,500 steps with the mean-only read-out (run t21b; docs/world.md, "Session 21"), then
+#: 2,000 steps with the centre objective at weight 3, which puts where each shape is into the tokens (run ce3:
+#: mean-token centre error 20.2 -> 11.9 % of the frame; docs/world.md, "Session 23" and "Session 31").
 VISION_CONTINUE = {"steps": 3500, "lr": 5e-4, "token_slot_weight": 0.0, "heads_only_steps": 150}
 AUDIO_CONTINUE = {"steps": 2000, "lr": 5e-4}
 sys.path.insert(0, str(RECIPES))  # recipes/world/make_model.py, prepare_instruct.py
@@ -89,8 +91,14 @@ from make_model import FROZEN_ENCODERS as ENCODER_MODULES  # noqa: E402  (what w
 CACHE_VIEWS = {"tiny": 0, "smol": 0}
 #: Per preset: videos in the training world. Tiny: 1,000 since session 20 (with the 2,000-step caption stage 1:
 #: 84.3-84.5 % against 300 videos' 81.1, in 16 min on an AVX-512 build machine; 2,000 videos under-fit, 72.7 %;
-#: docs/world.md "Session 17" and "Session 20"). Smol: 1,000 (run s10, the shipped default model).
-TRAIN_VIDEOS = {"tiny": 1000, "smol": 1000}
+#: docs/world.md "Session 17" and "Session 20"), 1,150 since session 31 (the 150 more are moving shapes: below).
+#: Smol: 1,000 (run s10, the shipped default model).
+TRAIN_VIDEOS = {"tiny": 1150, "smol": 1000}
+#: Per preset: `--visual-weight` of the training world. Tiny since session 31: moving shapes twice as often (about 290
+#: of 1,150 videos against 143 of 1,000), so that, with the position-aware image stack, stage 2 learns the direction
+#: of motion from enough videos to carry it to new ones (run cm2: direction 25 -> 96 % over three fresh worlds,
+#: overall 91.5 -> 93.6; docs/world.md "Session 31"). The held-out worlds keep the plain mix.
+TRAIN_VISUAL_WEIGHTS = {"tiny": ["move=2"], "smol": []}
 #: Per preset: storage dtype of the av feature cache. float16 halves it (the smol run s10 carried it to a GPU
 #: machine); features are read back as float32 and the media standardiser is fitted on what training reads.
 CACHE_DTYPE = {"tiny": "float32", "smol": "float16"}
@@ -103,9 +111,8 @@ def _log(msg: str) -> None:
 
 #: `--train` options that do not change what the run trains (evaluation, parallelism, this flag): left out of the
 #: options a `--resume` must match.
-#: Options added after runs were made, with their defaults: left at the default they are not recorded, so such a run
-#: still resumes.
-ADDED_OPTIONS = {"visual_weight": []}
+#: Options added after runs were made: left empty they are not recorded, so such a run still resumes.
+ADDED_OPTIONS = ("visual_weight",)
 NOT_TRAINING_OPTIONS = ("train", "work", "model", "heldout", "ablations", "limit", "motion_probe", "max_new_tokens",
                         "workers", "threads", "resume", "ship")
 
@@ -159,7 +166,7 @@ class Progress:
 def training_options(a: argparse.Namespace) -> dict:
     """The parsed `--train` options that decide what is trained, as JSON values (what `--resume` compares)."""
     return json.loads(json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in NOT_TRAINING_OPTIONS
-                                  and not (k in ADDED_OPTIONS and v == ADDED_OPTIONS[k])}, default=str))
+                                  and not (k in ADDED_OPTIONS and not v)}, default=str))
 
 
 def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, stage: int, extra=()) -> list[str]:
@@ -224,7 +231,8 @@ def run_training(a) -> dict:
         raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "
                          "from those seeds on)")
     preset_defaults = {"n": TRAIN_VIDEOS[a.preset], "cache_dtype": CACHE_DTYPE[a.preset],
-                       "cache_views": CACHE_VIEWS[a.preset], **RECORDS[a.preset]}
+                       "cache_views": CACHE_VIEWS[a.preset], "visual_weight": TRAIN_VISUAL_WEIGHTS[a.preset],
+                       **RECORDS[a.preset]}
     for key, value in preset_defaults.items():  # options left unset take the preset's value
         if getattr(a, key) is None:
             setattr(a, key, value)
@@ -678,9 +686,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n", type=int, default=None, help="training videos (default: "
                     + ", ".join(f"{k} {v}" for k, v in TRAIN_VIDEOS.items()) + ")")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--visual-weight", action="append", default=[], metavar="STORY=K", help="training world only: "
-                    "visual story STORY K times as frequent as the others (`world generate --visual-weight`); the "
-                    "held-out world keeps the plain mix")
+    ap.add_argument("--visual-weight", action="append", default=None, metavar="STORY=K", help="training world "
+                    "only: visual story STORY K times as frequent as the others (`world generate --visual-weight`; "
+                    "default: " + "; ".join(f"{k} {' '.join(v) or 'none'}" for k, v in TRAIN_VISUAL_WEIGHTS.items())
+                    + "); the held-out world keeps the plain mix")
     ap.add_argument("--heldout-n", type=int, default=100)
     ap.add_argument("--heldout-seed", type=int, default=7)
     ap.add_argument("--heldout-split", choices=("heldout", "train"), default="heldout", help="heldout: (shape, colour) "
