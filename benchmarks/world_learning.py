@@ -111,10 +111,10 @@ def _log(msg: str) -> None:
 
 #: `--train` options that do not change what the run trains (evaluation, parallelism, this flag): left out of the
 #: options a `--resume` must match.
-#: Options added after runs were made: left empty they are not recorded, so such a run still resumes.
-ADDED_OPTIONS = ("visual_weight",)
 NOT_TRAINING_OPTIONS = ("train", "work", "model", "heldout", "ablations", "limit", "motion_probe", "max_new_tokens",
                         "workers", "threads", "resume", "ship")
+#: Options added after runs were made: left empty they are not recorded, so such a run still resumes.
+ADDED_OPTIONS = ("visual_weight",)
 
 
 class Progress:
