@@ -61,9 +61,9 @@ class WorldOptions:
             if story not in V.VISUAL_STORIES:
                 raise ConfigError(f"--visual-weight {story}={weight}: unknown visual story {story!r}; known: "
                                   f"{', '.join(V.VISUAL_STORIES)}")
-            if not 0 <= weight <= 100:
+            if not isinstance(weight, int) or not 0 <= weight <= 100:
                 raise ConfigError(f"--visual-weight {story}={weight}: the weight must be a whole number in 0..100")
-        if not any(n for n in visual_counts(self).values()):
+        if not any(visual_counts(self).values()):
             raise ConfigError("--visual-weight: every visual story has weight 0")
 
 
