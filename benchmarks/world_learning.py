@@ -169,6 +169,18 @@ def training_options(a: argparse.Namespace) -> dict:
                                   and not (k in ADDED_OPTIONS and not v)}, default=str))
 
 
+def apply_preset_defaults(a: argparse.Namespace) -> argparse.Namespace:
+    """Give the `--train` options left unset (None) the preset's value (TRAIN_VIDEOS, CACHE_*, visual weights,
+    RECORDS); returns `a`."""
+    preset_defaults = {"n": TRAIN_VIDEOS[a.preset], "cache_dtype": CACHE_DTYPE[a.preset],
+                       "cache_views": CACHE_VIEWS[a.preset], "visual_weight": TRAIN_VISUAL_WEIGHTS[a.preset],
+                       **RECORDS[a.preset]}
+    for key, value in preset_defaults.items():
+        if getattr(a, key) is None:
+            setattr(a, key, value)
+    return a
+
+
 def recipe_overrides(world: Path, model: Path, out: Path, cache: Path | None, stage: int, extra=()) -> list[str]:
     ann = world / "webvid" if stage == 1 else world / "videochat" / "videochat_instruct_all.json"
     ov = [f"model={model}", f"output_dir={out}", f"datasets.0.annotations={ann}", f"datasets.0.media_root={world / 'videos'}"]
@@ -230,12 +242,7 @@ def run_training(a) -> dict:
     if max(a.seed, a.heldout_seed) >= FIRST_SEED:
         raise SystemExit(f"--seed and --heldout-seed must be below {FIRST_SEED} (the image-stack pretraining renders scenes "
                          "from those seeds on)")
-    preset_defaults = {"n": TRAIN_VIDEOS[a.preset], "cache_dtype": CACHE_DTYPE[a.preset],
-                       "cache_views": CACHE_VIEWS[a.preset], "visual_weight": TRAIN_VISUAL_WEIGHTS[a.preset],
-                       **RECORDS[a.preset]}
-    for key, value in preset_defaults.items():  # options left unset take the preset's value
-        if getattr(a, key) is None:
-            setattr(a, key, value)
+    apply_preset_defaults(a)
     repeats = parse_repeats(a.repeat)  # checked before anything is generated
     try:
         visual_weights = parse_visual_weights(a.visual_weight)

@@ -37,12 +37,15 @@ def test_progress_keeps_finished_steps_until_one_runs_again(tmp_path):
 def test_an_option_added_later_left_at_its_default_still_resumes_older_runs(tmp_path):
     """`--visual-weight` came after runs were made: empty (the smol preset's default), it is not recorded (an older
     run resumes); set, it is. A bad value stops the run with one line before anything is generated."""
-    from world_learning import main, parse_args, training_options
+    from world_learning import apply_preset_defaults, main, parse_args, training_options
 
-    plain = training_options(parse_args(["--train", "--work", str(tmp_path), "--preset", "smol"]))
+    def recorded(*argv):  # what a run compares on --resume: the parsed options after the preset's defaults
+        return training_options(apply_preset_defaults(parse_args(["--train", "--work", str(tmp_path), *argv])))
+
+    plain = recorded("--preset", "smol")
     assert "visual_weight" not in plain and plain["seed"] == 1
-    weighted = training_options(parse_args(["--train", "--work", str(tmp_path), "--visual-weight", "move=3"]))
-    assert weighted["visual_weight"] == ["move=3"]
+    assert recorded("--visual-weight", "move=3")["visual_weight"] == ["move=3"]
+    assert recorded()["visual_weight"] == ["move=2"]  # the tiny preset's default is recorded
     with pytest.raises(SystemExit, match="unknown visual story 'jump'"):
         main(["--train", "--work", str(tmp_path / "w"), "--visual-weight", "jump=2"])
     assert not (tmp_path / "w").exists()
